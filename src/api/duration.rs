@@ -36,7 +36,9 @@ impl GoDuration {
         let mut total = 0f64;
         let mut rest = text;
         while !rest.is_empty() {
-            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
             if num_len == 0 {
                 return Err(bad());
             }
@@ -91,7 +93,13 @@ mod tests {
 
     #[test]
     fn parses_go_durations() {
-        for (text, ms) in [("250ms", 250), ("2s", 2000), ("1m30s", 90_000), ("1.5s", 1500), ("1h", 3_600_000)] {
+        for (text, ms) in [
+            ("250ms", 250),
+            ("2s", 2000),
+            ("1m30s", 90_000),
+            ("1.5s", 1500),
+            ("1h", 3_600_000),
+        ] {
             assert_eq!(GoDuration::from(text).to_millis(), Ok(ms), "{text}");
         }
     }
@@ -100,7 +108,10 @@ mod tests {
     fn rejects_malformed() {
         for text in ["", "abc", "5", "-1s", "1d", "s", "1.s5"] {
             assert!(GoDuration::from(text).to_millis().is_err(), "{text}");
-            assert!(!regex::Regex::new(DURATION_PATTERN).unwrap().is_match(text), "{text}");
+            assert!(
+                !regex::Regex::new(DURATION_PATTERN).unwrap().is_match(text),
+                "{text}"
+            );
         }
     }
 }

@@ -23,7 +23,10 @@ pub const MESH_CONFIG_NAME: &str = "default";
 pub struct MeshConfigSpec {
     /// SPIFFE trust domain (default `cluster.local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    )]
     pub trust_domain: Option<String>,
     /// `smi` (default: deny unless a TrafficTarget allows) or `permissive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

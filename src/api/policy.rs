@@ -64,7 +64,9 @@ pub const RETRY_ON: [&str; 11] = [
 #[kube(group = "policy.weft.dev", version = "v1alpha1", kind = "Retry", namespaced)]
 #[kube(status = "ObjectStatus", shortname = "wretry", category = "weft")]
 #[kube(printcolumn = r#"{"name":"Retries","type":"integer","jsonPath":".spec.numRetries"}"#)]
-#[kube(printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#)]
+#[kube(
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
+)]
 #[kube(printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.retryOn) || !self.retryOn.exists(c, c == 'retriable-status-codes') || (has(self.retriableStatusCodes) && size(self.retriableStatusCodes) > 0)",
@@ -142,10 +144,17 @@ pub struct RetryBudget {
 
 /// Circuit breaking for calls to one Service.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(group = "policy.weft.dev", version = "v1alpha1", kind = "CircuitBreaker", namespaced)]
+#[kube(
+    group = "policy.weft.dev",
+    version = "v1alpha1",
+    kind = "CircuitBreaker",
+    namespaced
+)]
 #[kube(status = "ObjectStatus", shortname = "wcb", category = "weft")]
 #[kube(printcolumn = r#"{"name":"Destination","type":"string","jsonPath":".spec.destination.name"}"#)]
-#[kube(printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#)]
+#[kube(
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
+)]
 #[kube(printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.connectionPool) || has(self.outlierDetection) || has(self.breaker)",

@@ -41,7 +41,9 @@ impl Weight {
 
 fn quantity_millis(text: &str) -> Option<u64> {
     let s = text.strip_prefix('+').unwrap_or(text);
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
     if number.is_empty() || number == "." {
         return None;
@@ -121,7 +123,12 @@ mod tests {
 
     #[test]
     fn rejects_negative_and_garbage() {
-        for w in [Weight::Int(-1), Weight::Quantity("-5".into()), Weight::Quantity("abc".into()), Weight::Quantity("1x".into())] {
+        for w in [
+            Weight::Int(-1),
+            Weight::Quantity("-5".into()),
+            Weight::Quantity("abc".into()),
+            Weight::Quantity("1x".into()),
+        ] {
             assert!(w.millis().is_err(), "{w:?}");
         }
     }
@@ -129,7 +136,14 @@ mod tests {
     #[test]
     fn keeps_stored_shape() {
         let ints: Vec<Weight> = serde_json::from_str(r#"[5, "5", "500m"]"#).unwrap();
-        assert_eq!(ints, vec![Weight::Int(5), Weight::Quantity("5".into()), Weight::Quantity("500m".into())]);
+        assert_eq!(
+            ints,
+            vec![
+                Weight::Int(5),
+                Weight::Quantity("5".into()),
+                Weight::Quantity("500m".into())
+            ]
+        );
         assert_eq!(serde_json::to_string(&ints).unwrap(), r#"[5,"5","500m"]"#);
     }
 

@@ -35,40 +35,72 @@ fn flagger_v1alpha1_quantity_weights() {
     let ts: split::v1alpha1::TrafficSplit = round_trip(doc.clone());
     assert_eq!(ts.spec.backends[1].weight, Weight::Quantity("100".into()));
     let view = SplitView::from_spec(&doc["spec"]).unwrap();
-    assert_eq!(view.backends, vec![("podinfo-canary".into(), 0), ("podinfo-primary".into(), 100_000)]);
+    assert_eq!(
+        view.backends,
+        vec![("podinfo-canary".into(), 0), ("podinfo-primary".into(), 100_000)]
+    );
 }
 
 #[test]
 fn spec_v1alpha1_milli_quantities_are_relative() {
     let spec = json!({"service": "numbers", "backends": [
         {"service": "one", "weight": "10m"}, {"service": "two", "weight": "100m"}, {"service": "three", "weight": 1}]});
-    let _: split::v1alpha1::TrafficSplit = round_trip(with_spec(meta("split.smi-spec.io/v1alpha1", "TrafficSplit"), spec.clone()));
+    let _: split::v1alpha1::TrafficSplit = round_trip(with_spec(
+        meta("split.smi-spec.io/v1alpha1", "TrafficSplit"),
+        spec.clone(),
+    ));
     let view = SplitView::from_spec(&spec).unwrap();
-    assert_eq!(view.backends.iter().map(|b| b.1).collect::<Vec<_>>(), vec![10, 100, 1000]);
+    assert_eq!(
+        view.backends.iter().map(|b| b.1).collect::<Vec<_>>(),
+        vec![10, 100, 1000]
+    );
 }
 
 #[test]
 fn flagger_v1alpha2_and_v1alpha3_int_weights() {
     let spec = json!({"service": "podinfo", "backends": [
         {"service": "podinfo-canary", "weight": 30}, {"service": "podinfo-primary", "weight": 70}]});
-    let _: split::v1alpha2::TrafficSplit = round_trip(with_spec(meta("split.smi-spec.io/v1alpha2", "TrafficSplit"), spec.clone()));
-    let _: split::v1alpha3::TrafficSplit = round_trip(with_spec(meta("split.smi-spec.io/v1alpha3", "TrafficSplit"), spec.clone()));
-    assert_eq!(SplitView::from_spec(&spec).unwrap().backends[0], ("podinfo-canary".into(), 30_000));
+    let _: split::v1alpha2::TrafficSplit = round_trip(with_spec(
+        meta("split.smi-spec.io/v1alpha2", "TrafficSplit"),
+        spec.clone(),
+    ));
+    let _: split::v1alpha3::TrafficSplit = round_trip(with_spec(
+        meta("split.smi-spec.io/v1alpha3", "TrafficSplit"),
+        spec.clone(),
+    ));
+    assert_eq!(
+        SplitView::from_spec(&spec).unwrap().backends[0],
+        ("podinfo-canary".into(), 30_000)
+    );
 }
 
 #[test]
 fn v1alpha4_with_matches() {
     let spec = json!({"service": "website", "matches": [{"kind": "HTTPRouteGroup", "name": "ab-test"}],
         "backends": [{"service": "website-v1", "weight": 0}, {"service": "website-v2", "weight": 100}]});
-    let _: split::v1alpha4::TrafficSplit = round_trip(with_spec(meta("split.smi-spec.io/v1alpha4", "TrafficSplit"), spec.clone()));
-    assert_eq!(SplitView::from_spec(&spec).unwrap().matches, vec!["ab-test".to_string()]);
+    let _: split::v1alpha4::TrafficSplit = round_trip(with_spec(
+        meta("split.smi-spec.io/v1alpha4", "TrafficSplit"),
+        spec.clone(),
+    ));
+    assert_eq!(
+        SplitView::from_spec(&spec).unwrap().matches,
+        vec!["ab-test".to_string()]
+    );
 }
 
 #[test]
 fn reader_reports_bad_stored_objects() {
-    assert!(SplitView::from_spec(&json!({"backends": []})).is_err(), "missing service");
+    assert!(
+        SplitView::from_spec(&json!({"backends": []})).is_err(),
+        "missing service"
+    );
     let neg = json!({"service": "a", "backends": [{"service": "b", "weight": -1}]});
-    assert!(SplitView::from_spec(&neg).unwrap_err().to_string().contains("spec.backends[0].weight"));
+    assert!(
+        SplitView::from_spec(&neg)
+            .unwrap_err()
+            .to_string()
+            .contains("spec.backends[0].weight")
+    );
 }
 
 #[test]
@@ -78,10 +110,16 @@ fn traffic_target_v1alpha3_and_v1alpha2() {
         "rules": [{"kind": "TCPRoute", "name": "the-routes"},
                   {"kind": "HTTPRouteGroup", "name": "the-routes", "matches": ["metrics"]}],
         "sources": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "default"}]});
-    let _: access::v1alpha3::TrafficTarget = round_trip(with_spec(meta("access.smi-spec.io/v1alpha3", "TrafficTarget"), spec.clone()));
+    let _: access::v1alpha3::TrafficTarget = round_trip(with_spec(
+        meta("access.smi-spec.io/v1alpha3", "TrafficTarget"),
+        spec.clone(),
+    ));
     let mut v2 = spec;
     v2["destination"]["port"] = json!(8080);
-    let tt: access::v1alpha2::TrafficTarget = round_trip(with_spec(meta("access.smi-spec.io/v1alpha2", "TrafficTarget"), v2));
+    let tt: access::v1alpha2::TrafficTarget = round_trip(with_spec(
+        meta("access.smi-spec.io/v1alpha2", "TrafficTarget"),
+        v2,
+    ));
     assert_eq!(tt.spec.destination.port, Some(8080));
 }
 
@@ -89,9 +127,16 @@ fn traffic_target_v1alpha3_and_v1alpha2() {
 fn http_route_group_headers_in_both_shapes() {
     let map = json!({"matches": [{"name": "firefox", "pathRegex": "/metrics", "methods": ["GET", "*"],
         "headers": {"User-Agent": ".*Firefox.*"}}]});
-    let list = json!({"matches": [{"name": "firefox", "headers": [{"user-agent": ".*Firefox.*"}, {"x-b": "1"}]}]});
-    let a: specs::v1alpha4::HTTPRouteGroup = round_trip(with_spec(meta("specs.smi-spec.io/v1alpha4", "HTTPRouteGroup"), map));
-    let b: specs::v1alpha4::HTTPRouteGroup = round_trip(with_spec(meta("specs.smi-spec.io/v1alpha4", "HTTPRouteGroup"), list));
+    let list =
+        json!({"matches": [{"name": "firefox", "headers": [{"user-agent": ".*Firefox.*"}, {"x-b": "1"}]}]});
+    let a: specs::v1alpha4::HTTPRouteGroup = round_trip(with_spec(
+        meta("specs.smi-spec.io/v1alpha4", "HTTPRouteGroup"),
+        map,
+    ));
+    let b: specs::v1alpha4::HTTPRouteGroup = round_trip(with_spec(
+        meta("specs.smi-spec.io/v1alpha4", "HTTPRouteGroup"),
+        list,
+    ));
     let ha = a.spec.matches[0].headers.as_ref().unwrap().merged();
     let hb = b.spec.matches[0].headers.as_ref().unwrap().merged();
     assert_eq!(ha.get("user-agent"), hb.get("user-agent"));
@@ -100,12 +145,19 @@ fn http_route_group_headers_in_both_shapes() {
 
 #[test]
 fn tcp_routes_v1alpha3_and_v1alpha4() {
-    let _: specs::v1alpha3::TCPRoute = round_trip(with_spec(meta("specs.smi-spec.io/v1alpha3", "TCPRoute"), json!({})));
-    let r: specs::v1alpha4::TCPRoute =
-        round_trip(with_spec(meta("specs.smi-spec.io/v1alpha4", "TCPRoute"), json!({"matches": {"ports": [8301, 8302]}})));
+    let _: specs::v1alpha3::TCPRoute = round_trip(with_spec(
+        meta("specs.smi-spec.io/v1alpha3", "TCPRoute"),
+        json!({}),
+    ));
+    let r: specs::v1alpha4::TCPRoute = round_trip(with_spec(
+        meta("specs.smi-spec.io/v1alpha4", "TCPRoute"),
+        json!({"matches": {"ports": [8301, 8302]}}),
+    ));
     assert_eq!(r.spec.matches.unwrap().ports, vec![8301, 8302]);
-    let all: specs::v1alpha4::TCPRoute =
-        round_trip(with_spec(meta("specs.smi-spec.io/v1alpha4", "TCPRoute"), json!({"matches": {"ports": []}})));
+    let all: specs::v1alpha4::TCPRoute = round_trip(with_spec(
+        meta("specs.smi-spec.io/v1alpha4", "TCPRoute"),
+        json!({"matches": {"ports": []}}),
+    ));
     assert!(all.spec.matches.unwrap().ports.is_empty());
 }
 
@@ -134,11 +186,15 @@ fn circuit_breaker_samples() {
         "breaker": {"failureRateThreshold": 50, "window": "10s", "minimumRequests": 20,
             "openDuration": "30s", "halfOpenRequests": 3},
         "fallback": {"static": {"status": 503, "body": "reviews unavailable", "headers": {"x-fallback": "1"}}}});
-    let cb: policy::CircuitBreaker = round_trip(with_spec(meta("policy.weft.dev/v1alpha1", "CircuitBreaker"), spec));
+    let cb: policy::CircuitBreaker = round_trip(with_spec(
+        meta("policy.weft.dev/v1alpha1", "CircuitBreaker"),
+        spec,
+    ));
     assert_eq!(cb.spec.outlier_detection.unwrap().consecutive_5xx, Some(5));
     let svc = json!({"destination": {"kind": "Service", "name": "reviews"}, "breaker": {"failureRateThreshold": 25},
         "fallback": {"service": "reviews-v1"}});
-    let _: policy::CircuitBreaker = round_trip(with_spec(meta("policy.weft.dev/v1alpha1", "CircuitBreaker"), svc));
+    let _: policy::CircuitBreaker =
+        round_trip(with_spec(meta("policy.weft.dev/v1alpha1", "CircuitBreaker"), svc));
 }
 
 #[test]

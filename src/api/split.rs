@@ -37,10 +37,17 @@ pub mod v1alpha1 {
 
     /// Desired split of traffic to a root service across backend services.
     #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[kube(group = "split.smi-spec.io", version = "v1alpha1", kind = "TrafficSplit", namespaced)]
+    #[kube(
+        group = "split.smi-spec.io",
+        version = "v1alpha1",
+        kind = "TrafficSplit",
+        namespaced
+    )]
     #[kube(status = "ObjectStatus", shortname = "ts", category = "smi")]
     #[kube(printcolumn = r#"{"name":"Service","type":"string","jsonPath":".spec.service"}"#)]
-    #[kube(printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#)]
+    #[kube(
+        printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
+    )]
     #[kube(printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#)]
     #[serde(rename_all = "camelCase")]
     pub struct TrafficSplitSpec {
@@ -181,17 +188,32 @@ impl SplitView {
     /// Normalises a stored `spec` of any served version.
     pub fn from_spec(spec: &serde_json::Value) -> Result<Self, SplitReadError> {
         let any = AnySpec::deserialize(spec)?;
-        let service = any.service.filter(|s| !s.is_empty()).ok_or(SplitReadError::MissingService)?;
+        let service = any
+            .service
+            .filter(|s| !s.is_empty())
+            .ok_or(SplitReadError::MissingService)?;
         let backends = any
             .backends
             .into_iter()
             .enumerate()
             .map(|(index, b)| {
-                let millis = b.weight.millis().map_err(|source| SplitReadError::Weight { index, source })?;
+                let millis = b
+                    .weight
+                    .millis()
+                    .map_err(|source| SplitReadError::Weight { index, source })?;
                 Ok((b.service, millis))
             })
             .collect::<Result<Vec<_>, SplitReadError>>()?;
-        let matches = any.matches.unwrap_or_default().into_iter().map(|m| m.name).collect();
-        Ok(Self { service, backends, matches })
+        let matches = any
+            .matches
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        Ok(Self {
+            service,
+            backends,
+            matches,
+        })
     }
 }

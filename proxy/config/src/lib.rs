@@ -13,8 +13,8 @@ mod policy;
 mod validate;
 
 pub use policy::{
-    Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection,
-    RetryBudget, RetryOn, RetryPolicy,
+    Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection, RetryBudget,
+    RetryOn, RetryPolicy,
 };
 pub use validate::ValidationError;
 

@@ -2,8 +2,7 @@
 //! writes) and the proxy (before it applies). Errors name the offending path.
 
 use crate::{
-    AccessRule, CircuitBreakerPolicy, Fallback, HttpMatch, ProxyConfig, RetryPolicy,
-    SCHEMA_VERSION, Service,
+    AccessRule, CircuitBreakerPolicy, Fallback, HttpMatch, ProxyConfig, RetryPolicy, SCHEMA_VERSION, Service,
 };
 
 /// A config that parsed but must not be applied.
@@ -17,7 +16,10 @@ pub struct ValidationError {
 }
 
 fn err(path: impl Into<String>, reason: impl Into<String>) -> ValidationError {
-    ValidationError { path: path.into(), reason: reason.into() }
+    ValidationError {
+        path: path.into(),
+        reason: reason.into(),
+    }
 }
 
 impl ProxyConfig {
@@ -26,7 +28,10 @@ impl ProxyConfig {
         if self.schema_version != SCHEMA_VERSION {
             return Err(err(
                 "schemaVersion",
-                format!("unsupported version {} (this build reads {SCHEMA_VERSION})", self.schema_version),
+                format!(
+                    "unsupported version {} (this build reads {SCHEMA_VERSION})",
+                    self.schema_version
+                ),
             ));
         }
         let prefix = format!("spiffe://{}/ns/", self.mesh.trust_domain);
@@ -39,7 +44,10 @@ impl ProxyConfig {
         for (i, grant) in self.inbound.grants.iter().enumerate() {
             let path = format!("inbound.grants[{i}]");
             if grant.sources.iter().any(|s| !s.starts_with("spiffe://")) {
-                return Err(err(format!("{path}.sources"), "every source must be a spiffe:// ID"));
+                return Err(err(
+                    format!("{path}.sources"),
+                    "every source must be a spiffe:// ID",
+                ));
             }
             for (j, rule) in grant.rules.iter().enumerate() {
                 if let AccessRule::Http { matches } = rule {
@@ -58,11 +66,17 @@ fn validate_service(cfg: &ProxyConfig, path: &str, key: &str, svc: &Service) -> 
     let mut last = 0u16;
     for (i, port) in svc.ports.iter().enumerate() {
         if port.port == 0 || port.port <= last {
-            return Err(err(format!("{path}.ports[{i}].port"), "ports must be non-zero and strictly increasing"));
+            return Err(err(
+                format!("{path}.ports[{i}].port"),
+                "ports must be non-zero and strictly increasing",
+            ));
         }
         last = port.port;
         if let Some(j) = port.endpoints.iter().position(|e| e.port == 0) {
-            return Err(err(format!("{path}.ports[{i}].endpoints[{j}].port"), "must be non-zero"));
+            return Err(err(
+                format!("{path}.ports[{i}].endpoints[{j}].port"),
+                "must be non-zero",
+            ));
         }
     }
     if let Some(split) = &svc.split {
@@ -73,8 +87,15 @@ fn validate_service(cfg: &ProxyConfig, path: &str, key: &str, svc: &Service) -> 
         if split.backends.iter().all(|b| b.weight == 0) {
             return Err(err(format!("{sp}.backends"), "weights must not all be zero"));
         }
-        if let Some(b) = split.backends.iter().find(|b| !cfg.services.contains_key(&b.service)) {
-            return Err(err(format!("{sp}.backends"), format!("backend {} is not a known service", b.service)));
+        if let Some(b) = split
+            .backends
+            .iter()
+            .find(|b| !cfg.services.contains_key(&b.service))
+        {
+            return Err(err(
+                format!("{sp}.backends"),
+                format!("backend {} is not a known service", b.service),
+            ));
         }
         validate_matches(&format!("{sp}.matches"), &split.matches)?;
     }
@@ -94,12 +115,22 @@ fn validate_matches(path: &str, matches: &[HttpMatch]) -> Result<(), ValidationE
         }
         for (name, re) in &m.headers {
             if name.chars().any(|c| c.is_ascii_uppercase()) {
-                return Err(err(format!("{path}[{i}].headers.{name}"), "header names must be lower-case"));
+                return Err(err(
+                    format!("{path}[{i}].headers.{name}"),
+                    "header names must be lower-case",
+                ));
             }
             regex::Regex::new(re).map_err(|e| err(format!("{path}[{i}].headers.{name}"), e.to_string()))?;
         }
-        if let Some(bad) = m.methods.iter().find(|x| x.as_str() != "*" && !x.chars().all(|c| c.is_ascii_uppercase())) {
-            return Err(err(format!("{path}[{i}].methods"), format!("{bad:?} is not an upper-case method or *")));
+        if let Some(bad) = m
+            .methods
+            .iter()
+            .find(|x| x.as_str() != "*" && !x.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            return Err(err(
+                format!("{path}[{i}].methods"),
+                format!("{bad:?} is not an upper-case method or *"),
+            ));
         }
     }
     Ok(())
@@ -113,7 +144,10 @@ fn validate_retry(path: &str, r: &RetryPolicy) -> Result<(), ValidationError> {
         return Err(err(format!("{path}.backoff"), "base must be > 0 and max >= base"));
     }
     if !(0.0..=10.0).contains(&r.budget.ratio) || r.budget.window_ms == 0 {
-        return Err(err(format!("{path}.budget"), "ratio must be within 0..=10 and window > 0"));
+        return Err(err(
+            format!("{path}.budget"),
+            "ratio must be within 0..=10 and window > 0",
+        ));
     }
     if matches!(r.per_try_timeout_ms, Some(0)) || matches!(r.timeout_ms, Some(0)) {
         return Err(err(path, "timeouts must be > 0 when set"));
@@ -122,29 +156,34 @@ fn validate_retry(path: &str, r: &RetryPolicy) -> Result<(), ValidationError> {
 }
 
 fn validate_breaker(cfg: &ProxyConfig, path: &str, cb: &CircuitBreakerPolicy) -> Result<(), ValidationError> {
-    if let Some(o) = &cb.outlier_detection {
-        if o.max_ejection_percent > 100 || o.interval_ms == 0 || o.base_ejection_ms == 0 {
-            return Err(err(
-                format!("{path}.outlierDetection"),
-                "maxEjectionPercent must be <= 100 and interval/baseEjection > 0",
-            ));
-        }
+    if let Some(o) = &cb.outlier_detection
+        && (o.max_ejection_percent > 100 || o.interval_ms == 0 || o.base_ejection_ms == 0)
+    {
+        return Err(err(
+            format!("{path}.outlierDetection"),
+            "maxEjectionPercent must be <= 100 and interval/baseEjection > 0",
+        ));
     }
-    if let Some(b) = &cb.breaker {
-        if !(1..=100).contains(&b.failure_rate_threshold) || b.window_ms == 0 || b.open_duration_ms == 0 || b.half_open_requests == 0 {
-            return Err(err(
-                format!("{path}.breaker"),
-                "failureRateThreshold must be 1..=100; window, openDuration and halfOpenRequests > 0",
-            ));
-        }
+    if let Some(b) = &cb.breaker
+        && (!(1..=100).contains(&b.failure_rate_threshold)
+            || b.window_ms == 0
+            || b.open_duration_ms == 0
+            || b.half_open_requests == 0)
+    {
+        return Err(err(
+            format!("{path}.breaker"),
+            "failureRateThreshold must be 1..=100; window, openDuration and halfOpenRequests > 0",
+        ));
     }
     match &cb.fallback {
-        Some(Fallback::Static { status, .. }) if !(100..=599).contains(status) => {
-            Err(err(format!("{path}.fallback.status"), "must be an HTTP status 100..=599"))
-        }
-        Some(Fallback::Service { service }) if !cfg.services.contains_key(service) => {
-            Err(err(format!("{path}.fallback.service"), format!("{service} is not a known service")))
-        }
+        Some(Fallback::Static { status, .. }) if !(100..=599).contains(status) => Err(err(
+            format!("{path}.fallback.status"),
+            "must be an HTTP status 100..=599",
+        )),
+        Some(Fallback::Service { service }) if !cfg.services.contains_key(service) => Err(err(
+            format!("{path}.fallback.service"),
+            format!("{service} is not a known service"),
+        )),
         _ => Ok(()),
     }
 }
@@ -161,7 +200,11 @@ mod tests {
                 service_account: "sa".into(),
                 spiffe_id: "spiffe://cluster.local/ns/ns/sa/sa".into(),
             },
-            mesh: MeshSettings { trust_domain: "cluster.local".into(), access_mode: AccessMode::Smi, mtls_mode: MtlsMode::Strict },
+            mesh: MeshSettings {
+                trust_domain: "cluster.local".into(),
+                access_mode: AccessMode::Smi,
+                mtls_mode: MtlsMode::Strict,
+            },
             services: Default::default(),
             inbound: Default::default(),
         }
@@ -189,7 +232,11 @@ mod tests {
             source: "ns/tt".into(),
             sources: vec!["spiffe://cluster.local/ns/ns/sa/a".into()],
             rules: vec![AccessRule::Http {
-                matches: vec![HttpMatch { name: "g/m".into(), headers: [("x".to_string(), "(".to_string())].into(), ..Default::default() }],
+                matches: vec![HttpMatch {
+                    name: "g/m".into(),
+                    headers: [("x".to_string(), "(".to_string())].into(),
+                    ..Default::default()
+                }],
             }],
         });
         let e = c.validate().unwrap_err();
