@@ -89,6 +89,7 @@ impl JsonSchema for Weight {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "x-kubernetes-int-or-string": true,
+            "maxLength": 32,
             "description": "Relative weight: a non-negative integer or a Kubernetes quantity such as \"500m\".",
             "x-kubernetes-validations": [{
                 "rule": format!("type(self) == int ? self >= 0 : self.matches('{}')", QUANTITY_PATTERN.replace('\\', "\\\\")),

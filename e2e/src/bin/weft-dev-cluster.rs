@@ -1,0 +1,134 @@
+//! `weft-dev-cluster`: a local Kubernetes control plane for humans (`make dev-cluster`).
+//!
+//! - `start`: launch `up` in the background and wait until it is ready.
+//! - `up`: run in the foreground until SIGTERM/SIGINT (what `start` launches).
+//! - `down`: stop the running cluster by PID.
+//! - `status`: print whether one runs.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use weft_e2e::control_plane::{ControlPlane, Options};
+use weft_e2e::dev_cluster::{self, DevPaths};
+
+#[derive(Debug, Parser)]
+#[command(about = "A local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler)")]
+struct Cli {
+    /// State directory: kubeconfig, logs/, pidfile.
+    #[arg(long, global = true, default_value = ".weft")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start in the background and wait until ready.
+    Start {
+        /// Address kube-apiserver binds to (0.0.0.0 also serves pods on the e2e bridge).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_address: IpAddr,
+        /// Seconds to wait for readiness.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Run in the foreground until SIGTERM or SIGINT.
+    Up {
+        /// Address kube-apiserver binds to.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_address: IpAddr,
+    },
+    /// Stop the running cluster.
+    Down,
+    /// Show whether a cluster runs.
+    Status,
+}
+
+fn main() -> anyhow::Result<()> {
+    // kube's client logs every failed readiness poll at ERROR; those are expected.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube_client::client::builder=off".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let cli = Cli::parse();
+    let dir = std::path::absolute(&cli.dir).context("resolving --dir")?;
+    let paths = DevPaths::new(&dir);
+    match cli.command {
+        Cmd::Start {
+            bind_address,
+            timeout,
+        } => {
+            let exe = std::env::current_exe().context("locating this executable")?;
+            let args = vec![
+                "--dir".to_string(),
+                dir.display().to_string(),
+                "--bind-address".to_string(),
+                bind_address.to_string(),
+            ];
+            let (pid, summary) =
+                dev_cluster::start_detached(&exe, &args, &paths, Duration::from_secs(timeout))?;
+            println!("dev cluster running (pid {pid}): {summary}");
+            println!("kubeconfig: {}", dir.join("kubeconfig").display());
+            println!("stop with: make dev-cluster-down");
+        }
+        Cmd::Up { bind_address } => up(&paths, bind_address)?,
+        Cmd::Down => match dev_cluster::stop(&paths, Duration::from_secs(30))? {
+            Some(pid) => println!("dev cluster (pid {pid}) stopped"),
+            None => println!("no dev cluster running"),
+        },
+        Cmd::Status => match dev_cluster::running_pid(&paths) {
+            Some(pid) => println!(
+                "running (pid {pid}); kubeconfig {}",
+                dir.join("kubeconfig").display()
+            ),
+            None => println!("not running"),
+        },
+    }
+    Ok(())
+}
+
+fn up(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()> {
+    dev_cluster::claim(paths)?;
+    let result = run_until_signal(paths, bind_address);
+    dev_cluster::release(paths);
+    result
+}
+
+fn run_until_signal(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()> {
+    let options = Options {
+        bind_address,
+        state_dir: Some(paths.dir.clone()),
+        ..Options::default()
+    };
+    let cp = ControlPlane::start(options).context("starting the control plane")?;
+    // A later issue adds the e2e node agent here, started after the control plane and
+    // stopped before it.
+    let summary = format!(
+        "{} ready in {:.1}s (logs {})",
+        cp.server_url(),
+        cp.startup_time().as_secs_f64(),
+        cp.logs_dir().display()
+    );
+    tracing::info!(server = %cp.server_url(), pids = ?cp.pids(), "dev cluster ready");
+    dev_cluster::mark_ready(paths, &summary)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        anyhow::Ok(())
+    })?;
+    cp.shutdown();
+    Ok(())
+}

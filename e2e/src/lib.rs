@@ -1,0 +1,14 @@
+//! weft's test harness: a real local Kubernetes control plane built from the upstream Go
+//! modules ([`control_plane`]), one shared instance per test binary ([`shared`]) with
+//! per-test namespaces ([`namespace`]), and (later) the e2e node agent.
+
+pub mod apply;
+pub mod control_plane;
+pub mod demo_app;
+pub mod dev_cluster;
+pub mod namespace;
+pub mod node;
+pub mod shared;
+
+pub use control_plane::{ControlPlane, Options};
+pub use namespace::TestNamespace;
