@@ -1,0 +1,131 @@
+//! The admin server (:15020): `/live`, `/ready`, `/metrics` (Prometheus text)
+//! and `/config` (the config in force as JSON; it holds no secrets — keys and
+//! certificates never enter the config document).
+
+use crate::conf::ConfigStore;
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use crate::ready::Readiness;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What the admin endpoints read.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub store: Arc<ConfigStore>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+impl Admin {
+    /// Answers one admin request.
+    pub fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+        }
+        match req.uri().path() {
+            "/live" => text(StatusCode::OK, "text/plain", "live\n"),
+            "/ready" => match self.readiness.check() {
+                Ok(()) => text(StatusCode::OK, "text/plain", "ready\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: {why}\n"),
+                ),
+            },
+            "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
+            "/config" => match self.store.load() {
+                Some(snap) => match serde_json::to_string_pretty(&snap.config) {
+                    Ok(json) => text(StatusCode::OK, "application/json", json),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+                },
+                None => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "no config loaded\n",
+                ),
+            },
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    }
+}
+
+/// Serves the admin endpoints until draining finishes.
+pub async fn run(listener: TcpListener, admin: Admin, drain: Drain) {
+    let mut stop = drain.watcher();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = crate::drain::Drain::started(&mut stop) => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let resp = admin.respond(&req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            if let Err(error) = b.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(%error, "admin connection error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let metrics = Arc::new(Metrics::default());
+        let readiness = Arc::new(Readiness::default());
+        let store = Arc::new(ConfigStore::new(Arc::clone(&metrics), Arc::clone(&readiness)));
+        let admin = Admin {
+            store: Arc::clone(&store),
+            metrics,
+            readiness,
+        };
+        let get = |p: &str| admin.respond(&Request::get(p).body(()).unwrap()).status();
+        assert_eq!(get("/live"), 200);
+        assert_eq!(get("/ready"), 503);
+        assert_eq!(get("/config"), 503);
+        store
+            .apply_json(
+                r#"{"schemaVersion":1,"identity":{"namespace":"d","serviceAccount":"a","spiffeId":"spiffe://cluster.local/ns/d/sa/a"},
+                "mesh":{"trustDomain":"cluster.local","accessMode":"smi","mtlsMode":"strict"}}"#,
+                "test",
+            )
+            .unwrap();
+        assert_eq!(get("/ready"), 200);
+        assert_eq!(get("/config"), 200);
+        assert_eq!(get("/metrics"), 200);
+        assert_eq!(get("/nope"), 404);
+    }
+}

@@ -1,0 +1,99 @@
+//! Config from a mounted file, re-checked every interval by modification time
+//! and size (no inotify: ConfigMap volumes swap a symlink, which `metadata`
+//! follows, and polling works the same on every filesystem).
+
+use super::store::ConfigStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// Polls `path` until `shutdown` flips, applying every change to `store`.
+pub async fn watch_file(
+    store: Arc<ConfigStore>,
+    path: PathBuf,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last: Option<(SystemTime, u64)> = None;
+    let mut missing_logged = false;
+    let source = path.display().to_string();
+    loop {
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) => {
+                missing_logged = false;
+                let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+                if last != Some(stamp) {
+                    match tokio::fs::read_to_string(&path).await {
+                        Ok(text) => {
+                            last = Some(stamp);
+                            // Errors are logged and counted by the store.
+                            let _ = store.apply_json(&text, &source);
+                        }
+                        Err(error) => tracing::warn!(path = %source, %error, "cannot read config file"),
+                    }
+                }
+            }
+            Err(error) => {
+                if !missing_logged {
+                    tracing::warn!(path = %source, %error, "config file not readable; will keep polling");
+                    missing_logged = true;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::ready::Readiness;
+
+    const GOOD: &str = r#"{"schemaVersion":1,
+        "identity":{"namespace":"default","serviceAccount":"a","spiffeId":"spiffe://cluster.local/ns/default/sa/a"},
+        "mesh":{"trustDomain":"cluster.local","accessMode":"permissive","mtlsMode":"permissive"}}"#;
+
+    async fn wait_for(cond: impl Fn() -> bool) -> bool {
+        for _ in 0..100 {
+            if cond() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn picks_up_changes_and_survives_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let metrics = Arc::new(Metrics::default());
+        let store = Arc::new(ConfigStore::new(
+            Arc::clone(&metrics),
+            Arc::new(Readiness::default()),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(watch_file(
+            Arc::clone(&store),
+            path.clone(),
+            Duration::from_millis(10),
+            rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        std::fs::write(&path, GOOD).unwrap();
+        assert!(wait_for(|| store.load().is_some()).await);
+        std::fs::write(&path, "{broken").unwrap();
+        assert!(wait_for(|| metrics.reloads().1 == 1).await);
+        assert_eq!(store.load().unwrap().generation, 1);
+        std::fs::write(&path, GOOD.replace("\"a\"", "\"b\"").replace("sa/a", "sa/b")).unwrap();
+        assert!(wait_for(|| store.load().is_some_and(|s| s.generation == 2)).await);
+        assert_eq!(store.load().unwrap().config.identity.service_account, "b");
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

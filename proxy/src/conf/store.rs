@@ -1,0 +1,164 @@
+//! The current config and its routing table, swapped atomically. Readers take
+//! a lock-free snapshot per request; an invalid update is rejected, counted and
+//! logged once, and the last good config stays in force.
+
+use crate::endpoint::EndpointRegistry;
+use crate::metrics::Metrics;
+use crate::ready::{Gate, Readiness};
+use crate::routing::RouteTable;
+use crate::routing::table::BuildError;
+use arc_swap::ArcSwapOption;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use weft_proxy_config::{ParseError, ProxyConfig};
+
+/// One applied config.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: ProxyConfig,
+    pub table: RouteTable,
+    /// Increments with every applied change.
+    pub generation: u64,
+    content_hash: u64,
+}
+
+/// Why an update was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// What an accepted update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new generation is in force.
+    Swapped(u64),
+    /// Same content as the current config; nothing changed.
+    Unchanged,
+}
+
+/// Holder of the current config.
+#[derive(Debug)]
+pub struct ConfigStore {
+    current: ArcSwapOption<Snapshot>,
+    registry: EndpointRegistry,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    generation: AtomicU64,
+    last_rejected: Mutex<Option<u64>>,
+}
+
+fn hash_text(text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+impl ConfigStore {
+    /// An empty store (not ready until the first config is applied).
+    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            registry: EndpointRegistry::default(),
+            metrics,
+            readiness,
+            generation: AtomicU64::new(0),
+            last_rejected: Mutex::new(None),
+        }
+    }
+
+    /// The current snapshot (cheap, lock-free), `None` before the first config.
+    pub fn load(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// The endpoint registry (shared with inbound app endpoints).
+    pub fn registry(&self) -> &EndpointRegistry {
+        &self.registry
+    }
+
+    /// Validates and applies a JSON document from `source` (for logs).
+    pub fn apply_json(&self, text: &str, source: &str) -> Result<Applied, ApplyError> {
+        let hash = hash_text(text);
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.content_hash == hash)
+        {
+            return Ok(Applied::Unchanged);
+        }
+        let result = ProxyConfig::from_json(text)
+            .map_err(ApplyError::from)
+            .and_then(|cfg| self.install(cfg, hash));
+        if let Err(error) = &result {
+            let mut last = self.last_rejected.lock().unwrap_or_else(|p| p.into_inner());
+            // Log and count each distinct bad document once, however often it is re-read.
+            if *last != Some(hash) {
+                *last = Some(hash);
+                self.metrics.reload_failed();
+                tracing::warn!(%source, %error, "rejected config update; keeping the last good config");
+            }
+        }
+        result
+    }
+
+    /// Applies an already-parsed config (validated here too).
+    pub fn apply_config(&self, cfg: ProxyConfig) -> Result<Applied, ApplyError> {
+        cfg.validate()
+            .map_err(|e| ApplyError::Parse(ParseError::Invalid(e)))?;
+        let text = cfg
+            .to_json()
+            .map_err(|e| ApplyError::Parse(ParseError::Json(e)))?;
+        self.install(cfg, hash_text(&text))
+    }
+
+    fn install(&self, config: ProxyConfig, content_hash: u64) -> Result<Applied, ApplyError> {
+        let table = RouteTable::build(&config, &self.registry, &self.metrics)?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let snap = Arc::new(Snapshot {
+            config,
+            table,
+            generation,
+            content_hash,
+        });
+        self.current.store(Some(snap));
+        self.registry.sweep();
+        self.metrics.reload_ok();
+        self.readiness.open(Gate::Config);
+        tracing::info!(generation, "applied config");
+        Ok(Applied::Swapped(generation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = r#"{"schemaVersion":1,
+        "identity":{"namespace":"default","serviceAccount":"a","spiffeId":"spiffe://cluster.local/ns/default/sa/a"},
+        "mesh":{"trustDomain":"cluster.local","accessMode":"permissive","mtlsMode":"permissive"}}"#;
+
+    #[test]
+    fn applies_dedups_and_keeps_last_good() {
+        let metrics = Arc::new(Metrics::default());
+        let ready = Arc::new(Readiness::default());
+        let store = ConfigStore::new(Arc::clone(&metrics), Arc::clone(&ready));
+        assert!(store.load().is_none());
+        assert!(ready.check().is_err());
+        assert_eq!(store.apply_json(GOOD, "test").unwrap(), Applied::Swapped(1));
+        assert!(ready.check().is_ok());
+        assert_eq!(store.apply_json(GOOD, "test").unwrap(), Applied::Unchanged);
+        let bad = GOOD.replace("\"schemaVersion\":1", "\"schemaVersion\":9");
+        assert!(store.apply_json(&bad, "test").is_err());
+        assert!(store.apply_json(&bad, "test").is_err());
+        assert!(store.apply_json("{not json", "test").is_err());
+        assert_eq!(store.load().unwrap().generation, 1);
+        // Two distinct bad documents, each counted once.
+        assert_eq!(metrics.reloads(), (1, 2));
+    }
+}

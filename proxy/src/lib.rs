@@ -1,0 +1,15 @@
+//! `weft-proxy run`: the weft sidecar data path (library part, so tests and
+//! benchmarks can start proxies in-process). The iptables init lives in the
+//! binary (`src/init/`).
+
+pub mod admin;
+pub mod conf;
+pub mod drain;
+pub mod endpoint;
+pub mod lb;
+pub mod metrics;
+pub mod net;
+pub mod proxy;
+pub mod ready;
+pub mod routing;
+pub mod run;

@@ -1,0 +1,7 @@
+//! Socket-level pieces: original destination, protocol detection, replay of
+//! detected bytes, and opaque TCP forwarding.
+
+pub mod detect;
+pub mod orig_dst;
+pub mod rewind;
+pub mod tcp;

@@ -1,0 +1,163 @@
+//! The one body type the proxy passes around: a downstream body forwarded as is,
+//! a small synthesized body (errors), or an upstream response body that, when it
+//! ends, returns its HTTP/1 connection to the pool, releases the balancer's
+//! in-flight slot and counts the response (classified by status and, for gRPC,
+//! by `grpc-status` in the trailers).
+
+use super::pool::H1Sender;
+use crate::endpoint::{Endpoint, InFlight};
+use crate::metrics::{Class, HttpMetrics};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Request or response body.
+#[derive(Debug)]
+pub enum Body {
+    /// A body received from a peer, forwarded unchanged.
+    Incoming(Incoming),
+    /// A complete in-memory body (`None` once sent).
+    Full(Option<Bytes>),
+    /// An upstream response body with end-of-stream bookkeeping.
+    Upstream(UpstreamBody),
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+
+    /// A body holding `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b: Bytes = bytes.into();
+        Self::Full(if b.is_empty() { None } else { Some(b) })
+    }
+}
+
+/// Whether a `grpc-status` header value marks a failed call.
+pub fn grpc_failed(v: &http::HeaderValue) -> bool {
+    v.as_bytes() != b"0"
+}
+
+/// Work to do once when an upstream response finishes.
+#[derive(Debug)]
+pub struct Finish {
+    pub metrics: Arc<HttpMetrics>,
+    pub status: u16,
+    pub class: Class,
+    /// HTTP/1 connection to return to the pool on a clean end.
+    pub pool: Option<(H1Sender, Arc<Endpoint>)>,
+    pub in_flight: Option<InFlight>,
+}
+
+impl Finish {
+    fn complete(self, clean: bool) {
+        let class = if clean { self.class } else { Class::Failure };
+        self.metrics.response(self.status, class);
+        if let (true, Some((sender, ep))) = (clean, self.pool) {
+            ep.pool.put_h1(sender);
+        }
+    }
+}
+
+/// An upstream response body.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    finish: Option<Finish>,
+}
+
+impl UpstreamBody {
+    /// Wraps `inner`; `finish` runs at end of stream, on error, or on drop.
+    pub fn new(inner: Incoming, finish: Finish) -> Self {
+        Self {
+            inner,
+            finish: Some(finish),
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            f.complete(self.inner.is_end_stream());
+        }
+    }
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Some(f)) = (frame.trailers_ref(), this.finish.as_mut())
+                    && trailers.get("grpc-status").is_some_and(grpc_failed)
+                {
+                    f.class = Class::Failure;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = this.finish.take() {
+                    f.complete(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(f) = this.finish.take() {
+                    f.complete(false);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Incoming(b) => Pin::new(b).poll_frame(cx),
+            Self::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            Self::Upstream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Incoming(b) => b.is_end_stream(),
+            Self::Full(b) => b.is_none(),
+            Self::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Incoming(b) => b.size_hint(),
+            Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Upstream(b) => b.size_hint(),
+        }
+    }
+}

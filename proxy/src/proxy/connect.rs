@@ -1,0 +1,73 @@
+//! Opening connections to upstream endpoints. [`Connector`] is the hook where
+//! the mTLS layer plugs in: it gets the endpoint (address and the SPIFFE ID it
+//! must present) and returns any byte stream. [`PlainConnector`] is plain TCP.
+
+use crate::endpoint::Endpoint;
+use std::fmt::Debug;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// A bidirectional byte stream to an upstream.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A boxed upstream stream.
+pub type BoxIo = Box<dyn Io>;
+
+/// Boxed connect future.
+pub type ConnectFuture<'a> = Pin<Box<dyn Future<Output = Result<BoxIo, ConnectError>> + Send + 'a>>;
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    /// Raised by security layers (e.g. a TLS handshake or identity mismatch).
+    #[error("connection rejected: {0}")]
+    Rejected(String),
+}
+
+impl ConnectError {
+    /// Short reason for the `x-weft-error` header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "connect-timeout",
+            Self::Io(_) => "connect-failed",
+            Self::Rejected(_) => "connect-rejected",
+        }
+    }
+}
+
+/// Opens a stream to an endpoint.
+pub trait Connector: Send + Sync + Debug + 'static {
+    /// Connects to `ep`, giving up after `timeout`.
+    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration) -> ConnectFuture<'a>;
+}
+
+/// Opens a TCP connection with `TCP_NODELAY`, bounded by `timeout`.
+pub async fn tcp_connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Plain TCP.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainConnector;
+
+impl Connector for PlainConnector {
+    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration) -> ConnectFuture<'a> {
+        Box::pin(async move {
+            let s = tcp_connect(ep.addr, timeout).await?;
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}

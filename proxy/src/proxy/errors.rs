@@ -1,0 +1,86 @@
+//! Responses the proxy synthesizes itself. Each carries `x-weft-error` with a
+//! short machine-readable reason and is counted as a failure.
+
+use super::body::Body;
+use crate::metrics::{Class, HttpMetrics};
+use http::{HeaderValue, Response, StatusCode};
+
+/// Header naming why the proxy answered instead of the upstream.
+pub const ERROR_HEADER: &str = "x-weft-error";
+
+/// Why the proxy answered itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    NoHealthyEndpoints,
+    UnknownDestination,
+    ConnectFailed,
+    ConnectTimeout,
+    ConnectRejected,
+    ResponseTimeout,
+    UpstreamError,
+    Forbidden,
+}
+
+impl ProxyError {
+    /// The `x-weft-error` value.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoHealthyEndpoints => "no-healthy-endpoints",
+            Self::UnknownDestination => "unknown-destination",
+            Self::ConnectFailed => "connect-failed",
+            Self::ConnectTimeout => "connect-timeout",
+            Self::ConnectRejected => "connect-rejected",
+            Self::ResponseTimeout => "response-timeout",
+            Self::UpstreamError => "upstream-error",
+            Self::Forbidden => "forbidden",
+        }
+    }
+
+    /// The status returned downstream.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::NoHealthyEndpoints
+            | Self::UnknownDestination
+            | Self::ConnectFailed
+            | Self::ConnectTimeout
+            | Self::ConnectRejected => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The response, counted in `metrics` when given.
+    pub fn response(self, metrics: Option<&HttpMetrics>) -> Response<Body> {
+        let status = self.status();
+        if let Some(m) = metrics {
+            let class = if status.is_server_error() {
+                Class::Failure
+            } else {
+                Class::Success
+            };
+            m.response(status.as_u16(), class);
+        }
+        let mut resp = Response::new(Body::full(self.reason()));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(ERROR_HEADER, HeaderValue::from_static(self.reason()));
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_responses_are_counted_failures() {
+        let m = HttpMetrics::new(String::new());
+        let r = ProxyError::NoHealthyEndpoints.response(Some(&m));
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[ERROR_HEADER], "no-healthy-endpoints");
+        assert_eq!(m.responses(), vec![("503".to_string(), true, 1)]);
+        assert_eq!(ProxyError::ResponseTimeout.status(), 504);
+    }
+}

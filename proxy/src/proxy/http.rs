@@ -1,0 +1,165 @@
+//! Serving HTTP on an accepted (and detected) connection with hyper, and the
+//! per-request handlers for both directions. Draining turns into hyper's
+//! graceful shutdown (HTTP/1: close after the in-flight response; HTTP/2: GOAWAY).
+
+use super::access_log::Entry;
+use super::body::Body;
+use super::errors::ProxyError;
+use super::forward::{self, Call};
+use super::hooks::Peer;
+use super::{Proto, Shared, policy};
+use crate::endpoint::Endpoint;
+use crate::routing::InboundPort;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Which side of the proxy a connection is on.
+#[derive(Debug)]
+pub enum Side {
+    /// From the local app to `dst` (original destination).
+    Outbound { dst: SocketAddr },
+    /// From a peer to the local app on `port`.
+    Inbound {
+        port: u16,
+        app: Arc<Endpoint>,
+        info: Arc<InboundPort>,
+        peer: Peer,
+    },
+}
+
+/// One downstream connection.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub side: Side,
+    pub peer: SocketAddr,
+    pub proto: Proto,
+}
+
+/// Serves HTTP on `io` until the peer closes, an error, or drain completes.
+pub async fn serve<I>(ctx: Arc<ConnCtx>, io: I)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut drain = ctx.shared.drain.watcher();
+    let settings = &ctx.shared.settings;
+    let svc_ctx = Arc::clone(&ctx);
+    let svc = service_fn(move |req| handle(Arc::clone(&svc_ctx), req));
+    let result = match ctx.proto {
+        Proto::Http1 => {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(settings.header_read_timeout)
+                .max_header_size(settings.max_header_bytes);
+            let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = crate::drain::Drain::started(&mut drain) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+        Proto::Http2 => {
+            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            b.timer(TokioTimer::new())
+                .max_header_list_size(settings.max_header_bytes as u32);
+            let conn = b.serve_connection(TokioIo::new(io), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = crate::drain::Drain::started(&mut drain) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, peer = %ctx.peer, "downstream connection ended with an error");
+    }
+}
+
+async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let req = req.map(Body::Incoming);
+    let log = ctx.shared.settings.access_log.then(|| Entry::new(&req));
+    let (resp, direction, target) = match &ctx.side {
+        Side::Outbound { dst } => (
+            outbound(&ctx, *dst, start, req).await,
+            "outbound",
+            dst.to_string(),
+        ),
+        Side::Inbound {
+            port,
+            app,
+            info,
+            peer,
+        } => (
+            inbound(&ctx, *port, app, info, peer, start, req).await,
+            "inbound",
+            app.addr.to_string(),
+        ),
+    };
+    if let Some(entry) = log {
+        entry.emit(&resp, direction, ctx.peer, &target, start.elapsed());
+    }
+    Ok(resp)
+}
+
+async fn outbound(ctx: &ConnCtx, dst: SocketAddr, start: Instant, req: Request<Body>) -> Response<Body> {
+    // Route per request against the current config, so reloads apply to
+    // long-lived keep-alive connections too.
+    let backend = ctx.shared.store.load().and_then(|snap| {
+        snap.table
+            .outbound(&dst)
+            .map(|route| Arc::clone(route.select_http(req.method(), req.uri().path(), req.headers())))
+    });
+    match backend {
+        Some(backend) => policy::call(&ctx.shared, &backend, ctx.proto, ctx.peer, start, req).await,
+        None => ProxyError::UnknownDestination.response(None),
+    }
+}
+
+async fn inbound(
+    ctx: &ConnCtx,
+    port: u16,
+    app: &Arc<Endpoint>,
+    info: &InboundPort,
+    peer: &Peer,
+    start: Instant,
+    req: Request<Body>,
+) -> Response<Body> {
+    let metrics = &info.http_metrics;
+    metrics.request();
+    let (parts, body) = req.into_parts();
+    if !ctx.shared.inbound_security.allow_http(peer, port, &parts) {
+        metrics.latency(start.elapsed());
+        return ProxyError::Forbidden.response(Some(metrics));
+    }
+    let settings = &ctx.shared.settings;
+    let call = Call {
+        proto: ctx.proto,
+        metrics,
+        connector: &*ctx.shared.app_connector,
+        connect_timeout: settings.connect_timeout,
+        response_timeout: settings.response_timeout,
+        tunnel_idle: settings.tcp_idle_timeout,
+        start,
+    };
+    match forward::send(&call, app, Request::from_parts(parts, body)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            metrics.latency(start.elapsed());
+            e.response(Some(metrics))
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The inbound listener (:15006): traffic from peers to the local app at
+//! `127.0.0.1:<original port>`. The [`InboundSecurity`](super::hooks::InboundSecurity)
+//! hook terminates transport security and authorizes; then HTTP is served
+//! (for per-request metrics and authorization) or bytes are forwarded.
+
+use super::connect::BoxIo;
+use super::hooks::Peer;
+use super::http::{ConnCtx, Side, serve};
+use super::{Proto, Shared};
+use crate::net::detect::{Detected, detect};
+use crate::net::orig_dst::original_dst;
+use crate::net::rewind::Rewind;
+use crate::net::tcp;
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use weft_proxy_config::Protocol;
+
+/// How the app port of a connection is found.
+#[derive(Debug, Clone, Copy)]
+pub enum InboundTarget {
+    /// Port of `SO_ORIGINAL_DST` (iptables REDIRECT).
+    Kernel,
+    /// Every connection goes to this local app port (explicit-listener mode).
+    Fixed(u16),
+}
+
+/// Accepts until draining starts.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, target: InboundTarget) {
+    let local = listener.local_addr().ok();
+    let mut drain = shared.drain.watcher();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(error) => {
+                    tracing::warn!(%error, "inbound accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = crate::drain::Drain::started(&mut drain) => return,
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _guard = shared.drain.track();
+            handle(shared, stream, peer, target, local).await;
+        });
+    }
+}
+
+fn app_port(stream: &TcpStream, target: InboundTarget, listener: Option<SocketAddr>) -> Option<u16> {
+    match target {
+        InboundTarget::Fixed(p) => Some(p),
+        InboundTarget::Kernel => {
+            let dst = original_dst(stream).or_else(|_| stream.local_addr()).ok()?;
+            (Some(dst) != listener).then_some(dst.port())
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    target: InboundTarget,
+    listener: Option<SocketAddr>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(port) = app_port(&stream, target, listener) else {
+        tracing::debug!(peer = %peer_addr, "dropping connection addressed to the proxy itself");
+        return;
+    };
+    let Some(snap) = shared.store.load() else { return };
+    let info = Arc::clone(snap.table.inbound(port));
+    drop(snap);
+    let app = match &info.app {
+        Some(app) => Arc::clone(app),
+        None => shared
+            .store
+            .registry()
+            .get(SocketAddr::from(([127, 0, 0, 1], port)), None),
+    };
+    let (mut io, peer): (BoxIo, Peer) = match shared.inbound_security.accept(stream, peer_addr, port).await {
+        Ok(x) => x,
+        Err(error) => {
+            tracing::debug!(%error, peer = %peer_addr, "inbound connection rejected");
+            return;
+        }
+    };
+    let (proto, buf) = match info.protocol {
+        Protocol::Http1 => (Some(Proto::Http1), BytesMut::new()),
+        Protocol::Http2 | Protocol::Grpc => (Some(Proto::Http2), BytesMut::new()),
+        Protocol::Tcp => (None, BytesMut::new()),
+        Protocol::Detect => match detect(&mut io, shared.settings.detect_timeout).await {
+            Ok((Detected::Http1, buf)) => (Some(Proto::Http1), buf),
+            Ok((Detected::Http2, buf)) => (Some(Proto::Http2), buf),
+            Ok((Detected::NeedMore, buf)) if buf.is_empty() => return,
+            Ok((_, buf)) => (None, buf),
+            Err(_) => return,
+        },
+    };
+    let io = Rewind::new(buf, io);
+    match proto {
+        Some(proto) => {
+            let side = Side::Inbound {
+                port,
+                app,
+                info,
+                peer,
+            };
+            serve(
+                Arc::new(ConnCtx {
+                    shared,
+                    side,
+                    peer: peer_addr,
+                    proto,
+                }),
+                io,
+            )
+            .await;
+        }
+        None => {
+            if !shared.inbound_security.allow_tcp(&peer, port) {
+                tracing::debug!(peer = %peer_addr, port, "tcp connection not authorized");
+                return;
+            }
+            let up = match shared
+                .app_connector
+                .connect(&app, shared.settings.connect_timeout)
+                .await
+            {
+                Ok(up) => up,
+                Err(error) => {
+                    tracing::debug!(%error, port, "connect to app failed");
+                    return;
+                }
+            };
+            info.tcp_metrics.opened();
+            let out = tcp::forward(io, up, shared.settings.tcp_idle_timeout).await;
+            info.tcp_metrics.closed(out.from_downstream, out.from_upstream);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The data path: listeners, protocol handling and forwarding.
+//!
+//! Hook points for the security/resilience layer:
+//! - [`connect::Connector`]: how upstream connections are opened (mTLS client side).
+//! - [`hooks::InboundSecurity`]: TLS termination, peer identity and authorization
+//!   for inbound connections and requests.
+//! - [`policy::call`]: the per-request layer around the upstream call (retries,
+//!   timeouts, circuit breakers).
+
+pub mod access_log;
+pub mod body;
+pub mod connect;
+pub mod errors;
+pub mod forward;
+pub mod headers;
+pub mod hooks;
+pub mod http;
+pub mod inbound;
+pub mod outbound;
+pub mod policy;
+pub mod pool;
+
+use crate::conf::ConfigStore;
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts and switches for the data path.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Upstream connect timeout (a service's circuit breaker may override it).
+    pub connect_timeout: Duration,
+    /// Time allowed for upstream response headers (`None` = unlimited).
+    pub response_timeout: Option<Duration>,
+    /// Opaque TCP connections close after this long without traffic.
+    pub tcp_idle_timeout: Duration,
+    /// How long to wait for first bytes when detecting the protocol.
+    pub detect_timeout: Duration,
+    /// Downstream HTTP/1 request headers must arrive within this time.
+    pub header_read_timeout: Duration,
+    /// Largest HTTP/1 request head accepted (bigger → 431).
+    pub max_header_bytes: usize,
+    /// Emit one JSON line per request on stdout.
+    pub access_log: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Some(Duration::from_secs(60)),
+            tcp_idle_timeout: Duration::from_secs(3600),
+            detect_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            access_log: false,
+        }
+    }
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Arc<ConfigStore>,
+    pub metrics: Arc<Metrics>,
+    pub connector: Arc<dyn connect::Connector>,
+    /// Used for connections to the local app (always plaintext).
+    pub app_connector: Arc<dyn connect::Connector>,
+    pub inbound_security: Arc<dyn hooks::InboundSecurity>,
+    pub settings: Settings,
+    pub drain: Drain,
+}
+
+/// HTTP version spoken on a connection (the same on both sides: the proxy
+/// never translates between versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}

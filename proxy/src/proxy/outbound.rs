@@ -1,0 +1,164 @@
+//! The outbound listener (:15001): finds each connection's original
+//! destination, looks it up in the routing table, detects the protocol (unless
+//! the port has a hint) and then serves HTTP or forwards opaque TCP through the
+//! route. Destinations unknown to the mesh are passed through as plain TCP.
+
+use super::connect::tcp_connect;
+use super::http::{ConnCtx, Side, serve};
+use super::{Proto, Shared};
+use crate::lb::rng::with_thread_rng;
+use crate::net::detect::{Detected, detect};
+use crate::net::orig_dst::original_dst;
+use crate::net::rewind::Rewind;
+use crate::net::tcp;
+use crate::proxy::policy::request_hash;
+use crate::routing::PortRoute;
+use bytes::BytesMut;
+use http::HeaderMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use weft_proxy_config::Protocol;
+
+/// How a connection's original destination is found.
+#[derive(Debug, Clone, Copy)]
+pub enum OrigDst {
+    /// `SO_ORIGINAL_DST` (iptables REDIRECT); falls back to the local address
+    /// when the connection was not redirected.
+    Kernel,
+    /// Every connection on this listener is treated as addressed to this
+    /// destination (explicit-listener mode, tests, benchmarks).
+    Fixed(SocketAddr),
+}
+
+/// Accepts until draining starts.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, orig: OrigDst) {
+    let local = listener.local_addr().ok();
+    let mut drain = shared.drain.watcher();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(error) => {
+                    tracing::warn!(%error, "outbound accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = crate::drain::Drain::started(&mut drain) => return,
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _guard = shared.drain.track();
+            handle(shared, stream, peer, orig, local).await;
+        });
+    }
+}
+
+fn destination(stream: &TcpStream, orig: OrigDst, listener: Option<SocketAddr>) -> Option<SocketAddr> {
+    match orig {
+        OrigDst::Fixed(dst) => Some(dst),
+        OrigDst::Kernel => {
+            let dst = original_dst(stream).or_else(|_| stream.local_addr()).ok()?;
+            // A connection made straight to the proxy port has no other destination:
+            // forwarding it to itself would loop.
+            (Some(dst) != listener).then_some(dst)
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    orig: OrigDst,
+    listener: Option<SocketAddr>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(dst) = destination(&stream, orig, listener) else {
+        tracing::debug!(%peer, "dropping connection addressed to the proxy itself");
+        return;
+    };
+    let route = shared.store.load().and_then(|s| s.table.outbound(&dst).cloned());
+    let Some(route) = route else {
+        passthrough(&shared, stream, dst).await;
+        return;
+    };
+    let mut stream = stream;
+    let (proto, buf) = match route.protocol {
+        Protocol::Http1 => (Some(Proto::Http1), BytesMut::new()),
+        Protocol::Http2 | Protocol::Grpc => (Some(Proto::Http2), BytesMut::new()),
+        Protocol::Tcp => (None, BytesMut::new()),
+        Protocol::Detect => match detect(&mut stream, shared.settings.detect_timeout).await {
+            Ok((Detected::Http1, buf)) => (Some(Proto::Http1), buf),
+            Ok((Detected::Http2, buf)) => (Some(Proto::Http2), buf),
+            Ok((Detected::NeedMore, buf)) if buf.is_empty() => return,
+            Ok((_, buf)) => (None, buf),
+            Err(error) => {
+                tracing::debug!(%error, %peer, "read failed during detection");
+                return;
+            }
+        },
+    };
+    let io = Rewind::new(buf, stream);
+    match proto {
+        Some(proto) => {
+            serve(
+                Arc::new(ConnCtx {
+                    shared,
+                    side: Side::Outbound { dst },
+                    peer,
+                    proto,
+                }),
+                io,
+            )
+            .await
+        }
+        None => opaque(&shared, &route, io, peer).await,
+    }
+}
+
+async fn opaque(shared: &Shared, route: &PortRoute, io: Rewind<TcpStream>, peer: SocketAddr) {
+    let backend = route.select_tcp();
+    let key = backend
+        .balancer
+        .hash_key()
+        .and_then(|k| request_hash(k, &HeaderMap::new(), peer.ip()));
+    let Some(ep) = with_thread_rng(|rng| backend.balancer.pick(key, rng).cloned()) else {
+        tracing::debug!(service = %backend.service, "no ready endpoint for tcp connection");
+        return;
+    };
+    let timeout = backend
+        .policy
+        .connect_timeout
+        .unwrap_or(shared.settings.connect_timeout);
+    let up = match shared.connector.connect(&ep, timeout).await {
+        Ok(up) => up,
+        Err(error) => {
+            tracing::debug!(%error, upstream = %ep.addr, "tcp connect failed");
+            return;
+        }
+    };
+    let _in_flight = ep.load.start();
+    backend.tcp_metrics.opened();
+    let out = tcp::forward(io, up, shared.settings.tcp_idle_timeout).await;
+    backend.tcp_metrics.closed(out.from_downstream, out.from_upstream);
+}
+
+async fn passthrough(shared: &Shared, stream: TcpStream, dst: SocketAddr) {
+    let metrics = shared.store.load().map(|s| Arc::clone(&s.table.passthrough));
+    let up = match tcp_connect(dst, shared.settings.connect_timeout).await {
+        Ok(up) => up,
+        Err(error) => {
+            tracing::debug!(%error, %dst, "passthrough connect failed");
+            return;
+        }
+    };
+    if let Some(m) = &metrics {
+        m.opened();
+    }
+    let out = tcp::forward(stream, up, shared.settings.tcp_idle_timeout).await;
+    if let Some(m) = &metrics {
+        m.closed(out.from_downstream, out.from_upstream);
+    }
+}

@@ -1,0 +1,300 @@
+//! The routing table built from one [`ProxyConfig`]: ClusterIP:port and pod
+//! IP:port → [`PortRoute`]; inbound port → protocol and metrics.
+
+use super::matcher::{CompiledMatch, MatchError, any_match, compile_all};
+use super::split::WeightedPicker;
+use crate::endpoint::{Endpoint, EndpointRegistry};
+use crate::lb::Balancer;
+use crate::metrics::{HttpMetrics, Metrics, TcpMetrics, labels};
+use http::{HeaderMap, Method};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_proxy_config::{CircuitBreakerPolicy, LoadBalancer, Protocol, ProxyConfig, RetryPolicy, Service};
+
+/// Policies the per-request layer (retries, timeouts, breakers) applies to a backend.
+#[derive(Debug, Clone, Default)]
+pub struct BackendPolicy {
+    pub retry: Option<RetryPolicy>,
+    pub circuit_breaker: Option<CircuitBreakerPolicy>,
+    /// Connect timeout override from the circuit breaker's connection pool.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// One backend service port reached through a route.
+#[derive(Debug)]
+pub struct Backend {
+    /// `namespace/name`.
+    pub service: Arc<str>,
+    pub balancer: Arc<Balancer>,
+    pub policy: Arc<BackendPolicy>,
+    pub http_metrics: Arc<HttpMetrics>,
+    pub tcp_metrics: Arc<TcpMetrics>,
+}
+
+/// A split attached to a root service port.
+#[derive(Debug)]
+pub struct SplitRoute {
+    /// `namespace/name` of the TrafficSplit.
+    pub source: String,
+    matches: Vec<CompiledMatch>,
+    picker: WeightedPicker,
+    backends: Vec<Arc<Backend>>,
+}
+
+/// Everything needed to route traffic to one service port.
+#[derive(Debug)]
+pub struct PortRoute {
+    /// `namespace/name` of the service dialled.
+    pub service: Arc<str>,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// The root service's own endpoints.
+    pub root: Arc<Backend>,
+    pub split: Option<SplitRoute>,
+}
+
+impl PortRoute {
+    /// The backend for an HTTP request.
+    pub fn select_http(&self, method: &Method, path: &str, headers: &HeaderMap) -> &Arc<Backend> {
+        match &self.split {
+            Some(s) if s.matches.is_empty() || any_match(&s.matches, method, path, headers) => {
+                &s.backends[s.picker.pick()]
+            }
+            _ => &self.root,
+        }
+    }
+
+    /// The backend for an opaque connection (split matches are HTTP-only, so a
+    /// split with matches never applies to TCP).
+    pub fn select_tcp(&self) -> &Arc<Backend> {
+        match &self.split {
+            Some(s) if s.matches.is_empty() => &s.backends[s.picker.pick()],
+            _ => &self.root,
+        }
+    }
+}
+
+/// An inbound port's protocol hint and metrics.
+#[derive(Debug)]
+pub struct InboundPort {
+    pub protocol: Protocol,
+    /// The local app endpoint (`127.0.0.1:<port>`) for configured ports.
+    pub app: Option<Arc<Endpoint>>,
+    pub http_metrics: Arc<HttpMetrics>,
+    pub tcp_metrics: Arc<TcpMetrics>,
+}
+
+/// The whole routing table.
+#[derive(Debug)]
+pub struct RouteTable {
+    by_addr: HashMap<SocketAddr, Arc<PortRoute>>,
+    inbound: HashMap<u16, Arc<InboundPort>>,
+    inbound_default: Arc<InboundPort>,
+    /// Metrics for connections to destinations unknown to the mesh.
+    pub passthrough: Arc<TcpMetrics>,
+}
+
+/// Error building a table.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Match(#[from] MatchError),
+}
+
+struct Builder<'a> {
+    cfg: &'a ProxyConfig,
+    registry: &'a EndpointRegistry,
+    metrics: &'a Metrics,
+    balancers: HashMap<(&'a str, u16), Arc<Balancer>>,
+}
+
+impl<'a> Builder<'a> {
+    /// The shared balancer of a service port (ready endpoints only).
+    fn balancer(&mut self, key: &'a str, svc: &'a Service, port: u16) -> Arc<Balancer> {
+        if let Some(b) = self.balancers.get(&(key, port)) {
+            return Arc::clone(b);
+        }
+        let endpoints = svc
+            .ports
+            .iter()
+            .filter(|p| p.port == port)
+            .flat_map(|p| p.endpoints.iter())
+            .filter(|e| e.ready)
+            .map(|e| {
+                self.registry
+                    .get(SocketAddr::new(e.ip, e.port), e.identity.as_deref())
+            })
+            .collect();
+        let b = Arc::new(Balancer::new(&svc.load_balancer, endpoints));
+        self.balancers.insert((key, port), Arc::clone(&b));
+        b
+    }
+
+    fn backend(
+        &mut self,
+        root: &Service,
+        port: u16,
+        key: &'a str,
+        svc: &'a Service,
+        bal: Arc<Balancer>,
+    ) -> Backend {
+        let authority = format!("{}.{}.svc.cluster.local:{port}", root.name, root.namespace);
+        let http = labels(&[
+            ("direction", "outbound"),
+            ("authority", &authority),
+            ("dst_namespace", &svc.namespace),
+            ("dst_service", &svc.name),
+        ]);
+        let tcp = labels(&[
+            ("direction", "outbound"),
+            ("dst_namespace", &svc.namespace),
+            ("dst_service", &svc.name),
+        ]);
+        let policy = BackendPolicy {
+            retry: svc.retry.clone(),
+            circuit_breaker: svc.circuit_breaker.clone(),
+            connect_timeout: svc
+                .circuit_breaker
+                .as_ref()
+                .and_then(|c| c.connection_pool.as_ref())
+                .and_then(|p| p.connect_timeout_ms)
+                .map(Duration::from_millis),
+        };
+        Backend {
+            service: Arc::from(key),
+            balancer: bal,
+            policy: Arc::new(policy),
+            http_metrics: self.metrics.http(http),
+            tcp_metrics: self.metrics.tcp(tcp),
+        }
+    }
+
+    fn port_route(
+        &mut self,
+        key: &'a str,
+        svc: &'a Service,
+        port: u16,
+        protocol: Protocol,
+    ) -> Result<PortRoute, BuildError> {
+        let bal = self.balancer(key, svc, port);
+        let root = Arc::new(self.backend(svc, port, key, svc, bal));
+        let mut split = None;
+        if let Some(s) = &svc.split {
+            let mut weights = Vec::new();
+            let mut backends = Vec::new();
+            for b in &s.backends {
+                let Some((bkey, bsvc)) = self.cfg.services.get_key_value(&b.service) else {
+                    continue;
+                };
+                // SMI: a backend without the root's port receives no traffic.
+                if b.weight == 0 || !bsvc.ports.iter().any(|p| p.port == port) {
+                    continue;
+                }
+                let bal = self.balancer(bkey.as_str(), bsvc, port);
+                backends.push(Arc::new(self.backend(svc, port, bkey.as_str(), bsvc, bal)));
+                weights.push(b.weight);
+            }
+            if let Some(picker) = WeightedPicker::new(&weights) {
+                split = Some(SplitRoute {
+                    source: s.source.clone(),
+                    matches: compile_all(&s.matches)?,
+                    picker,
+                    backends,
+                });
+            }
+        }
+        Ok(PortRoute {
+            service: Arc::from(key),
+            port,
+            protocol,
+            root,
+            split,
+        })
+    }
+}
+
+impl RouteTable {
+    /// Builds the table for `cfg`, interning endpoints in `registry`.
+    pub fn build(
+        cfg: &ProxyConfig,
+        registry: &EndpointRegistry,
+        metrics: &Metrics,
+    ) -> Result<Self, BuildError> {
+        let mut b = Builder {
+            cfg,
+            registry,
+            metrics,
+            balancers: HashMap::new(),
+        };
+        let mut by_addr = HashMap::new();
+        for (key, svc) in &cfg.services {
+            for sp in &svc.ports {
+                let route = Arc::new(b.port_route(key.as_str(), svc, sp.port, sp.protocol)?);
+                for ip in &svc.cluster_ips {
+                    by_addr.insert(SocketAddr::new(*ip, sp.port), Arc::clone(&route));
+                }
+                // Pod-IP destinations (headless services, direct pod calls) go to
+                // that endpoint only.
+                for ep in &sp.endpoints {
+                    let addr = SocketAddr::new(ep.ip, ep.port);
+                    if by_addr.contains_key(&addr) {
+                        continue;
+                    }
+                    let one = b.registry.get(addr, ep.identity.as_deref());
+                    let bal = Arc::new(Balancer::new(&LoadBalancer::RoundRobin, vec![one]));
+                    let root = Arc::new(b.backend(svc, sp.port, key.as_str(), svc, bal));
+                    let pod = PortRoute {
+                        service: Arc::from(key.as_str()),
+                        port: ep.port,
+                        protocol: sp.protocol,
+                        root,
+                        split: None,
+                    };
+                    by_addr.insert(addr, Arc::new(pod));
+                }
+            }
+        }
+        let inbound_port = |port: Option<u16>, protocol| {
+            let p = port.map(|p| p.to_string());
+            let mut l = vec![("direction", "inbound")];
+            if let Some(p) = &p {
+                l.push(("target_port", p.as_str()));
+            }
+            let app = port.map(|p| registry.get(SocketAddr::from(([127, 0, 0, 1], p)), None));
+            Arc::new(InboundPort {
+                protocol,
+                app,
+                http_metrics: metrics.http(labels(&l)),
+                tcp_metrics: metrics.tcp(labels(&l)),
+            })
+        };
+        let inbound = cfg
+            .inbound
+            .ports
+            .iter()
+            .map(|p| (p.port, inbound_port(Some(p.port), p.protocol)))
+            .collect();
+        Ok(Self {
+            by_addr,
+            inbound,
+            inbound_default: inbound_port(None, Protocol::Detect),
+            passthrough: metrics.tcp(labels(&[("direction", "outbound"), ("dst_service", "")])),
+        })
+    }
+
+    /// The route for an original destination, `None` if unknown to the mesh.
+    pub fn outbound(&self, dst: &SocketAddr) -> Option<&Arc<PortRoute>> {
+        self.by_addr.get(dst)
+    }
+
+    /// The inbound settings for a local port.
+    pub fn inbound(&self, port: u16) -> &Arc<InboundPort> {
+        self.inbound.get(&port).unwrap_or(&self.inbound_default)
+    }
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

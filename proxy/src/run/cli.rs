@@ -1,0 +1,279 @@
+//! `weft-proxy run`: flags, logging, runtime and signal handling.
+
+use super::{Options, start};
+use crate::conf::kube::ConfigMapRef;
+use crate::conf::kube_http::{ApiEndpoint, KubeHttp};
+use crate::proxy::Settings;
+use crate::proxy::inbound::InboundTarget;
+use crate::proxy::outbound::OrigDst;
+use anyhow::{Context, bail};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_proxy_config::{
+    AccessMode, Endpoint, Identity, MeshSettings, MtlsMode, Protocol, ProxyConfig, SCHEMA_VERSION, Service,
+    ServicePort,
+};
+
+/// Flags of `weft-proxy run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Config file (JSON), re-read when it changes.
+    #[arg(long, env = "WEFT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How often the config file is checked, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub config_poll_ms: u64,
+    /// Service account whose ConfigMap `weft-proxy-<sa>` is watched through the API.
+    #[arg(long, env = "WEFT_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// Namespace of the ConfigMap (default: the token directory's `namespace` file).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Projected service-account token; `ca.crt` is read from the same directory.
+    #[arg(
+        long,
+        env = "WEFT_TOKEN_PATH",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub token_path: PathBuf,
+    /// API server URL (default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
+    #[arg(long, env = "WEFT_KUBE_API")]
+    pub kube_api: Option<String>,
+    /// Address the transparent listeners bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    #[arg(long, default_value_t = 15001)]
+    pub outbound_port: u16,
+    #[arg(long, default_value_t = 15006)]
+    pub inbound_port: u16,
+    #[arg(long, default_value_t = 15020)]
+    pub admin_port: u16,
+    /// Explicit-listener mode: listen here and proxy to --upstream (no iptables).
+    #[arg(long, requires = "upstream")]
+    pub listen: Option<SocketAddr>,
+    /// Upstream for --listen; without a config a one-service config is synthesized.
+    #[arg(long, requires = "listen")]
+    pub upstream: Option<SocketAddr>,
+    /// Extra outbound listener `LISTEN=DEST`: connections count as addressed to DEST.
+    #[arg(long, value_parser = parse_map::<SocketAddr>)]
+    pub outbound_map: Vec<(SocketAddr, SocketAddr)>,
+    /// Extra inbound listener `LISTEN=PORT`: connections go to the app on 127.0.0.1:PORT.
+    #[arg(long, value_parser = parse_map::<u16>)]
+    pub inbound_map: Vec<(SocketAddr, u16)>,
+    /// Also start the transparent :15001/:15006 listeners when explicit ones are given.
+    #[arg(long)]
+    pub transparent: bool,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub connect_timeout_ms: u64,
+    /// Time allowed for response headers; 0 = unlimited.
+    #[arg(long, default_value_t = 60_000)]
+    pub response_timeout_ms: u64,
+    #[arg(long, default_value_t = 3600)]
+    pub tcp_idle_timeout_s: u64,
+    #[arg(long, default_value_t = 300)]
+    pub detect_timeout_ms: u64,
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// JSON access log on stdout.
+    #[arg(long)]
+    pub access_log: bool,
+    /// Seconds to drain in-flight requests after SIGTERM.
+    #[arg(long, default_value_t = 25)]
+    pub drain_grace_s: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+fn parse_map<T: std::str::FromStr>(s: &str) -> Result<(SocketAddr, T), String>
+where
+    T::Err: std::fmt::Display,
+{
+    let (l, r) = s.split_once('=').ok_or("expected LISTEN=VALUE")?;
+    Ok((
+        l.parse().map_err(|e| format!("{l}: {e}"))?,
+        r.parse().map_err(|e| format!("{r}: {e}"))?,
+    ))
+}
+
+/// A one-service config for explicit-listener mode: `upstream` is both the
+/// service address and its only endpoint.
+pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
+    let service = Service {
+        namespace: "weft-explicit".into(),
+        name: "upstream".into(),
+        cluster_ips: vec![upstream.ip()],
+        ports: vec![ServicePort {
+            port: upstream.port(),
+            name: None,
+            protocol: Protocol::Detect,
+            endpoints: vec![Endpoint {
+                ip: upstream.ip(),
+                port: upstream.port(),
+                ready: true,
+                zone: None,
+                identity: None,
+                pod: None,
+            }],
+        }],
+        load_balancer: Default::default(),
+        split: None,
+        retry: None,
+        circuit_breaker: None,
+    };
+    ProxyConfig {
+        schema_version: SCHEMA_VERSION,
+        identity: Identity {
+            namespace: "weft-explicit".into(),
+            service_account: "proxy".into(),
+            spiffe_id: "spiffe://cluster.local/ns/weft-explicit/sa/proxy".into(),
+        },
+        mesh: MeshSettings {
+            trust_domain: "cluster.local".into(),
+            access_mode: AccessMode::Permissive,
+            mtls_mode: MtlsMode::Permissive,
+        },
+        services: [("weft-explicit/upstream".to_string(), service)].into(),
+        inbound: Default::default(),
+    }
+}
+
+fn kube_source(args: &RunArgs) -> anyhow::Result<Option<(KubeHttp, ConfigMapRef)>> {
+    let Some(sa) = &args.service_account else {
+        return Ok(None);
+    };
+    let base = match &args.kube_api {
+        Some(u) => u.clone(),
+        None => match (
+            std::env::var("KUBERNETES_SERVICE_HOST"),
+            std::env::var("KUBERNETES_SERVICE_PORT"),
+        ) {
+            (Ok(h), Ok(p)) if h.contains(':') => format!("https://[{h}]:{p}"),
+            (Ok(h), Ok(p)) => format!("https://{h}:{p}"),
+            _ => bail!("--service-account needs --kube-api or KUBERNETES_SERVICE_HOST/PORT"),
+        },
+    };
+    let dir = args.token_path.parent().map(PathBuf::from).unwrap_or_default();
+    let namespace = match &args.namespace {
+        Some(ns) => ns.clone(),
+        None => std::fs::read_to_string(dir.join("namespace"))
+            .context("no --namespace and no namespace file next to the token")?
+            .trim()
+            .to_string(),
+    };
+    let api = ApiEndpoint {
+        base: base.parse().context("API server URL")?,
+        token_path: args.token_path.clone(),
+        ca_path: dir.join("ca.crt"),
+    };
+    let http = KubeHttp::new(api)?;
+    Ok(Some((
+        http,
+        ConfigMapRef {
+            namespace,
+            name: format!("weft-proxy-{sa}"),
+        },
+    )))
+}
+
+fn options(args: &RunArgs) -> anyhow::Result<Options> {
+    let settings = Settings {
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        response_timeout: (args.response_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.response_timeout_ms)),
+        tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout_s),
+        detect_timeout: Duration::from_millis(args.detect_timeout_ms),
+        header_read_timeout: Duration::from_secs(30),
+        max_header_bytes: args.max_header_bytes,
+        access_log: args.access_log,
+    };
+    let mut opts = Options {
+        settings,
+        ..Options::default()
+    };
+    let explicit = args.listen.is_some() || !args.outbound_map.is_empty() || !args.inbound_map.is_empty();
+    if !explicit || args.transparent {
+        opts.outbound
+            .push((SocketAddr::new(args.bind, args.outbound_port), OrigDst::Kernel));
+        opts.inbound.push((
+            SocketAddr::new(args.bind, args.inbound_port),
+            InboundTarget::Kernel,
+        ));
+    }
+    if let (Some(listen), Some(upstream)) = (args.listen, args.upstream) {
+        opts.outbound.push((listen, OrigDst::Fixed(upstream)));
+    }
+    opts.outbound
+        .extend(args.outbound_map.iter().map(|(l, d)| (*l, OrigDst::Fixed(*d))));
+    opts.inbound.extend(
+        args.inbound_map
+            .iter()
+            .map(|(l, p)| (*l, InboundTarget::Fixed(*p))),
+    );
+    opts.admin = Some(SocketAddr::new(args.bind, args.admin_port));
+    opts.config_file = args
+        .config
+        .clone()
+        .map(|p| (p, Duration::from_millis(args.config_poll_ms.max(10))));
+    opts.kube = kube_source(args)?;
+    if opts.config_file.is_none() && opts.kube.is_none() {
+        match args.upstream {
+            Some(up) => opts.initial = Some(explicit_config(up)),
+            None => bail!("no config source: give --config, --service-account, or --listen/--upstream"),
+        }
+    }
+    Ok(opts)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Runs the sidecar until SIGTERM/SIGINT, then drains.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let opts = options(&args)?;
+    let runtime = if args.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.workers)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async move {
+        let running = start(opts).await.context("starting listeners")?;
+        tracing::info!(outbound = ?running.outbound_addrs, inbound = ?running.inbound_addrs,
+            admin = ?running.admin_addr, workers = args.workers, "weft-proxy running");
+        let sig = wait_for_signal().await?;
+        tracing::info!(signal = sig, grace_s = args.drain_grace_s, "draining");
+        let left = running.shutdown(Duration::from_secs(args.drain_grace_s)).await;
+        tracing::info!(open_connections = left, "stopped");
+        Ok(())
+    })
+}
