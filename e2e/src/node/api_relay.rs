@@ -8,7 +8,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Starts the relay; returns the address pods use and the relay task (if one was needed).
-pub async fn start(gateway: Ipv4Addr, api_server: SocketAddr) -> (Option<SocketAddrV4>, Option<JoinHandle<()>>) {
+pub async fn start(
+    gateway: Ipv4Addr,
+    api_server: SocketAddr,
+) -> (Option<SocketAddrV4>, Option<JoinHandle<()>>) {
     let public = SocketAddrV4::new(gateway, api_server.port());
     match TcpListener::bind(public).await {
         Ok(listener) => {
@@ -28,7 +31,9 @@ pub async fn start(gateway: Ipv4Addr, api_server: SocketAddr) -> (Option<SocketA
 
 async fn serve(listener: TcpListener, upstream: SocketAddr) {
     loop {
-        let Ok((mut down, _)) = listener.accept().await else { continue };
+        let Ok((mut down, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             if let Ok(mut up) = TcpStream::connect(upstream).await {
                 let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;

@@ -89,32 +89,58 @@ pub fn start(
     pod_ip: &str,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Proc, String> {
+    let probes: [(ProbeKind, &Option<Probe>); 3] = [
+        (ProbeKind::Startup, &container.startup_probe),
+        (ProbeKind::Readiness, &container.readiness_probe),
+        (ProbeKind::Liveness, &container.liveness_probe),
+    ];
+    // Parsed before the process starts, so an unsupported probe never leaves it running.
+    let mut parsed_probes = Vec::new();
+    for (kind, probe) in probes {
+        let Some(probe) = probe else { continue };
+        let parsed = probes::parse(probe, container, pod_ip).map_err(|e| format!("{kind:?} probe: {e}"))?;
+        parsed_probes.push((kind, parsed));
+    }
     let mut child = launch::spawn(&spec).map_err(|e| format!("starting {}: {e}", spec.argv.join(" ")))?;
-    let pid = child.id().ok_or_else(|| "process exited before its PID was read".to_string())?;
+    let pid = child
+        .id()
+        .ok_or_else(|| "process exited before its PID was read".to_string())?;
     let mut tasks = Vec::new();
     let (tx, n) = (events.clone(), name.to_string());
     tasks.push(tokio::spawn(async move {
         let code = match child.wait().await {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
-                status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
+                status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
             }
             Err(_) => 255,
         };
-        let _ = tx.send(Event::Exited { name: n, generation, code });
+        let _ = tx.send(Event::Exited {
+            name: n,
+            generation,
+            code,
+        });
     }));
-    let probes: [(ProbeKind, &Option<Probe>); 3] = [
-        (ProbeKind::Startup, &container.startup_probe),
-        (ProbeKind::Readiness, &container.readiness_probe),
-        (ProbeKind::Liveness, &container.liveness_probe),
-    ];
-    for (kind, probe) in probes {
-        let Some(probe) = probe else { continue };
-        let parsed = probes::parse(probe, container, pod_ip).map_err(|e| format!("{kind:?} probe: {e}"))?;
-        tasks.push(tokio::spawn(probe_loop(name.to_string(), generation, kind, parsed, spec.clone(), events.clone())));
+    for (kind, parsed) in parsed_probes {
+        tasks.push(tokio::spawn(probe_loop(
+            name.to_string(),
+            generation,
+            kind,
+            parsed,
+            spec.clone(),
+            events.clone(),
+        )));
     }
     let log = spec.log.clone();
-    Ok(Proc { pid, generation, spec, tasks, log })
+    Ok(Proc {
+        pid,
+        generation,
+        spec,
+        tasks,
+        log,
+    })
 }
 
 async fn probe_loop(
@@ -128,7 +154,13 @@ async fn probe_loop(
     tokio::time::sleep(spec.initial_delay).await;
     loop {
         let ok = attempt(&spec, &launch).await;
-        let event = Event::Probe { name: name.clone(), generation, kind, ok, spec: Box::new(spec.clone()) };
+        let event = Event::Probe {
+            name: name.clone(),
+            generation,
+            kind,
+            ok,
+            spec: Box::new(spec.clone()),
+        };
         if events.send(event).is_err() || (kind == ProbeKind::Startup && ok) {
             return;
         }
@@ -138,7 +170,12 @@ async fn probe_loop(
 
 async fn attempt(spec: &ProbeSpec, launch: &LaunchSpec) -> bool {
     match &spec.action {
-        Action::Http { host, port, path, headers } => probes::http_get(host, *port, path, headers, spec.timeout).await,
+        Action::Http {
+            host,
+            port,
+            path,
+            headers,
+        } => probes::http_get(host, *port, path, headers, spec.timeout).await,
         Action::Tcp { host, port } => probes::tcp_connect(host, *port, spec.timeout).await,
         Action::Exec(command) => exec_probe(command, launch, spec.timeout).await,
     }
@@ -149,7 +186,9 @@ async fn exec_probe(command: &[String], launch: &LaunchSpec, timeout: Duration) 
     let mut spec = launch.clone();
     spec.argv = command.to_vec();
     spec.log = probe_log(&launch.log);
-    let Ok(mut child) = launch::spawn(&spec) else { return false };
+    let Ok(mut child) = launch::spawn(&spec) else {
+        return false;
+    };
     let pid = child.id();
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status.success(),
@@ -169,7 +208,9 @@ fn probe_log(log: &Path) -> PathBuf {
 
 /// The last `max` bytes of a log file, trimmed (the termination message).
 pub fn log_tail(path: &Path, max: usize) -> String {
-    let Ok(data) = std::fs::read(path) else { return String::new() };
+    let Ok(data) = std::fs::read(path) else {
+        return String::new();
+    };
     let start = data.len().saturating_sub(max);
     String::from_utf8_lossy(&data[start..]).trim().to_string()
 }

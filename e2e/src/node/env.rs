@@ -96,7 +96,9 @@ pub struct ObjectCache {
 
 impl std::fmt::Debug for ObjectCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectCache").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("ObjectCache")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 

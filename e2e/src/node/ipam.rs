@@ -112,7 +112,7 @@ mod tests {
             Ipv4Addr::new(198, 18, 0, 4),
             "next-fit, not first-fit"
         );
-        assert_eq!(a.in_use(), 3);
+        assert_eq!(a.in_use(), 2);
         assert_eq!(Cidr::PODS.gateway(), Ipv4Addr::new(198, 18, 0, 1));
         assert!(Cidr::PODS.contains(Ipv4Addr::new(198, 18, 255, 1)));
         assert!(!Cidr::PODS.contains(Ipv4Addr::new(198, 19, 0, 1)));

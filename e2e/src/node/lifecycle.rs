@@ -21,10 +21,15 @@ use super::worker::{Stage, Worker, now};
 fn containers(pod: &Pod) -> Vec<(Kind, Container)> {
     let Some(spec) = &pod.spec else { return Vec::new() };
     let init = spec.init_containers.iter().flatten().map(|c| {
-        let kind = if c.restart_policy.as_deref() == Some("Always") { Kind::Sidecar } else { Kind::Init };
+        let kind = if c.restart_policy.as_deref() == Some("Always") {
+            Kind::Sidecar
+        } else {
+            Kind::Init
+        };
         (kind, c.clone())
     });
-    init.chain(spec.containers.iter().map(|c| (Kind::App, c.clone()))).collect()
+    init.chain(spec.containers.iter().map(|c| (Kind::App, c.clone())))
+        .collect()
 }
 
 /// The runs of a pod before anything started.
@@ -35,7 +40,7 @@ pub(super) fn initial_runs(pod: &Pod) -> Vec<Run> {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             kind,
-            state: State::Waiting(if kind == Kind::App { "PodInitializing" } else { "PodInitializing" }.into(), String::new()),
+            state: State::Waiting("PodInitializing".into(), String::new()),
             last: None,
             restarts: 0,
             ready: false,
@@ -47,7 +52,11 @@ pub(super) fn initial_runs(pod: &Pod) -> Vec<Run> {
 
 impl Worker {
     fn restart_policy(&self) -> String {
-        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
     }
 
     fn run_mut(&mut self, name: &str) -> Option<&mut Run> {
@@ -67,17 +76,19 @@ impl Worker {
             return;
         }
         let all = containers(&self.pod);
-        loop {
-            let Stage::Init(i) = self.stage else { break };
+        while let Stage::Init(i) = self.stage {
             let Some((kind, c)) = all.get(i).filter(|(k, _)| *k != Kind::App).cloned() else {
                 self.stage = Stage::Main;
+                self.initialized = true;
                 break;
             };
             let run = self.runs.iter().find(|r| r.name == c.name).cloned();
             let Some(run) = run else { break };
             match kind {
                 Kind::Sidecar if run.started => self.stage = Stage::Init(i + 1),
-                Kind::Init if matches!(&run.state, State::Terminated(e) if e.code == 0) => self.stage = Stage::Init(i + 1),
+                Kind::Init if matches!(&run.state, State::Terminated(e) if e.code == 0) => {
+                    self.stage = Stage::Init(i + 1)
+                }
                 _ => {
                     if self.may_start(&c.name) && !matches!(run.state, State::Terminated(_)) {
                         self.start(&c).await;
@@ -88,7 +99,9 @@ impl Worker {
         }
         if self.stage == Stage::Main {
             for (kind, c) in &all {
-                let Some(run) = self.runs.iter().find(|r| r.name == c.name) else { continue };
+                let Some(run) = self.runs.iter().find(|r| r.name == c.name) else {
+                    continue;
+                };
                 let wants = match kind {
                     Kind::Init => false,
                     Kind::Sidecar | Kind::App => !matches!(run.state, State::Terminated(_)),
@@ -99,7 +112,9 @@ impl Worker {
             }
             let apps: Vec<&Run> = self.runs.iter().filter(|r| r.kind == Kind::App).collect();
             if !apps.is_empty() && apps.iter().all(|r| matches!(r.state, State::Terminated(_))) {
-                let ok = apps.iter().all(|r| matches!(&r.state, State::Terminated(e) if e.code == 0));
+                let ok = apps
+                    .iter()
+                    .all(|r| matches!(&r.state, State::Terminated(e) if e.code == 0));
                 self.finish(if ok { "Succeeded" } else { "Failed" });
             }
         }
@@ -118,11 +133,16 @@ impl Worker {
     async fn start(&mut self, c: &Container) {
         let Some(sb) = self.sandbox.clone() else { return };
         let vols = self.volumes.clone().unwrap_or_default();
-        let generation = self.runs.iter().find(|r| r.name == c.name).map_or(1, |r| r.generation + 1);
+        let generation = self
+            .runs
+            .iter()
+            .find(|r| r.name == c.name)
+            .map_or(1, |r| r.generation + 1);
         let log = self.dir.join("logs").join(format!("{}-{generation}.log", c.name));
         let built = self.launch_spec(c, &sb, &vols, log).await;
         let started = built.and_then(|spec| {
-            let created = launch::ensure_targets(&spec.binds).map_err(|e| format!("creating mount points: {e}"))?;
+            let created =
+                launch::ensure_targets(&spec.binds).map_err(|e| format!("creating mount points: {e}"))?;
             self.ctx.registry().mount_targets.extend(created);
             container_ops::start(&c.name, generation, spec, c, &sb.ip.to_string(), &self.events_tx)
         });
@@ -165,43 +185,87 @@ impl Worker {
             c.args.as_deref().unwrap_or(&[]),
         )
         .map_err(|e| e.to_string())?;
-        let kubernetes = self.ctx.services.borrow().get(&("default".to_string(), "kubernetes".to_string())).and_then(|s| {
-            let port = s.ports.first()?.port;
-            Some(std::net::SocketAddrV4::new(s.cluster_ip, port))
-        });
-        let facts = PodFacts { pod: &self.pod, pod_ip: sb.ip, host_ip: self.ctx.gateway(), kubernetes_service: kubernetes };
+        let kubernetes = self
+            .ctx
+            .services
+            .borrow()
+            .get(&("default".to_string(), "kubernetes".to_string()))
+            .and_then(|s| {
+                let port = s.ports.first()?.port;
+                Some(std::net::SocketAddrV4::new(s.cluster_ip, port))
+            });
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: sb.ip,
+            host_ip: self.ctx.gateway(),
+            kubernetes_service: kubernetes,
+        };
         let mut cache = ObjectCache::new(self.ctx.client.clone(), &self.namespace());
-        let env = container_env(c, &facts, &mut cache).await.map_err(|e| e.to_string())?;
+        let env = container_env(c, &facts, &mut cache)
+            .await
+            .map_err(|e| e.to_string())?;
         let binds = container_spec::binds(c, vols, &sb.etc_dir())?;
-        Ok(container_spec::launch_spec(&self.pod, c, argv, env, binds, sb.netns_path(), log))
+        Ok(container_spec::launch_spec(
+            &self.pod,
+            c,
+            argv,
+            env,
+            binds,
+            sb.netns_path(),
+            log,
+        ))
     }
 
     fn backoff(&mut self, name: &str) {
-        let restarts = self.runs.iter().find(|r| r.name == name).map_or(0, |r| r.restarts);
+        let restarts = self
+            .runs
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(0, |r| r.restarts);
         let cfg = &self.ctx.config;
         let factor = 1u32 << u32::try_from(restarts.clamp(0, 16)).unwrap_or(0);
         let delay = cfg.restart_backoff.saturating_mul(factor).min(cfg.max_backoff);
-        self.backoff_until.insert(name.to_string(), Instant::now() + delay);
+        self.backoff_until
+            .insert(name.to_string(), Instant::now() + delay);
     }
 
     /// Applies one event from a container's exit watcher or probe task.
     pub(super) fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Exited { name, generation, code } => self.exited(&name, generation, code),
-            Event::Probe { name, generation, kind, ok, spec } => {
+            Event::Exited {
+                name,
+                generation,
+                code,
+            } => self.exited(&name, generation, code),
+            Event::Probe {
+                name,
+                generation,
+                kind,
+                ok,
+                spec,
+            } => {
                 if self.procs.get(&name).is_none_or(|p| p.generation != generation) {
                     return;
                 }
-                let state = self.probe_states.entry((name.clone(), kind)).or_insert_with(|| ProbeState::new(kind == ProbeKind::Liveness));
+                let state = self
+                    .probe_states
+                    .entry((name.clone(), kind))
+                    .or_insert_with(|| ProbeState::new(kind == ProbeKind::Liveness));
                 let verdict = state.record(ok, &spec);
-                let Some(run) = self.runs.iter_mut().find(|r| r.name == name) else { return };
+                let exhausted = state.exhausted(&spec);
+                let ready_without_probe = self.procs.contains_key(&name) && !self.has_readiness(&name);
+                let Some(run) = self.runs.iter_mut().find(|r| r.name == name) else {
+                    return;
+                };
                 match kind {
                     ProbeKind::Startup if verdict => {
                         run.started = true;
-                        run.ready = self.procs.get(&name).is_some() && !self.has_readiness(&name);
+                        run.ready = ready_without_probe;
                     }
                     ProbeKind::Readiness => run.ready = verdict && run.started,
-                    ProbeKind::Startup | ProbeKind::Liveness if !verdict && (kind == ProbeKind::Startup || run.started) => {
+                    ProbeKind::Startup | ProbeKind::Liveness
+                        if exhausted && (kind == ProbeKind::Startup || run.started) =>
+                    {
                         tracing::info!(pod = %self.name(), container = %name, probe = ?kind, "probe failed; restarting container");
                         if let Some(p) = self.procs.get_mut(&name) {
                             p.stop_probes();
@@ -215,11 +279,15 @@ impl Worker {
     }
 
     fn has_readiness(&self, name: &str) -> bool {
-        containers(&self.pod).iter().any(|(_, c)| c.name == name && c.readiness_probe.is_some())
+        containers(&self.pod)
+            .iter()
+            .any(|(_, c)| c.name == name && c.readiness_probe.is_some())
     }
 
     fn exited(&mut self, name: &str, generation: u64, code: i32) {
-        let Some(p) = self.procs.get(name).filter(|p| p.generation == generation) else { return };
+        let Some(p) = self.procs.get(name).filter(|p| p.generation == generation) else {
+            return;
+        };
         let log = p.log.clone();
         let pid = p.pid;
         if let Some(p) = self.procs.remove(name) {
@@ -236,15 +304,25 @@ impl Worker {
         };
         let exit = Exit {
             code,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
-            message: if code == 0 { String::new() } else { container_ops::log_tail(&log, 2048) },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
+            message: if code == 0 {
+                String::new()
+            } else {
+                container_ops::log_tail(&log, 2048)
+            },
             started,
             finished: now(),
         };
         tracing::info!(pod = %self.name(), container = %name, code, "container exited");
         let stopping = matches!(self.stage, Stage::Terminal(_));
         let policy = self.restart_policy();
-        let Some(kind) = self.runs.iter().find(|r| r.name == name).map(|r| r.kind) else { return };
+        let Some(kind) = self.runs.iter().find(|r| r.name == name).map(|r| r.kind) else {
+            return;
+        };
         let restart = !stopping
             && match kind {
                 Kind::Sidecar => true,
@@ -261,8 +339,18 @@ impl Worker {
             run.started = false;
             if restart {
                 run.restarts += 1;
-                let msg = format!("back-off restarting failed container {name} (up to {}s)", max.as_secs());
-                run.state = State::Waiting(if code == 0 { "Completed".into() } else { "CrashLoopBackOff".into() }, msg);
+                let msg = format!(
+                    "back-off restarting failed container {name} (up to {}s)",
+                    max.as_secs()
+                );
+                run.state = State::Waiting(
+                    if code == 0 {
+                        "Completed".into()
+                    } else {
+                        "CrashLoopBackOff".into()
+                    },
+                    msg,
+                );
                 run.last = Some(exit);
             } else {
                 run.state = State::Terminated(exit);

@@ -97,7 +97,10 @@ pub fn default_bin_dir() -> PathBuf {
             }
         }
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("debug")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("debug")
 }
 
 /// Why the agent could not start.
@@ -139,7 +142,10 @@ pub(crate) struct Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("config", &self.config).field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("Ctx")
+            .field("config", &self.config)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,18 +170,22 @@ pub struct Agent {
     stopped: bool,
 }
 
-const OWNER_FILE: &str = "agent.pid";
+/// Host-wide owner file of a bridge: one live agent per bridge (the pod CIDR is fixed).
+pub fn owner_file(bridge: &str) -> PathBuf {
+    PathBuf::from("/run").join(format!("weft-node-agent-{bridge}.pid"))
+}
 
-fn claim(state_dir: &Path) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", state_dir.display()));
-    if let Ok(pid) = std::fs::read_to_string(state_dir.join(OWNER_FILE)) {
+fn claim(bridge: &str, state_dir: &Path) -> Result<(), Error> {
+    let owner = owner_file(bridge);
+    if let Ok(pid) = std::fs::read_to_string(&owner) {
         let pid: u32 = pid.trim().parse().unwrap_or(0);
         if pid != 0 && pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists() {
             return Err(Error::Busy(pid));
         }
     }
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", state_dir.display()));
     std::fs::create_dir_all(state_dir).map_err(io)?;
-    std::fs::write(state_dir.join(OWNER_FILE), std::process::id().to_string()).map_err(io)
+    std::fs::write(&owner, std::process::id().to_string()).map_err(io)
 }
 
 /// Removes namespaces and veths with the agent's prefixes left by a crashed earlier run.
@@ -193,9 +203,13 @@ fn remove_stale() {
 impl Agent {
     /// Starts the agent on the current tokio runtime. Needs root.
     pub async fn start(client: kube::Client, config: AgentConfig) -> Result<Self, Error> {
-        claim(&config.state_dir)?;
+        claim(&config.bridge, &config.state_dir)?;
         remove_stale();
-        let host = HostNet { bridge: config.bridge.clone(), pods: Cidr::PODS, services: Cidr::SERVICES };
+        let host = HostNet {
+            bridge: config.bridge.clone(),
+            pods: Cidr::PODS,
+            services: Cidr::SERVICES,
+        };
         let previous_ip_forward = host.setup().await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -217,11 +231,27 @@ impl Agent {
             services: services_rx,
             api_backend,
         });
-        let mut agent = Agent { ctx: ctx.clone(), shutdown, pods: None, tasks, previous_ip_forward: Some(previous_ip_forward), stopped: false };
-        let node = node_status::register(&client, &config.node_name, ctx.gateway(), &Cidr::PODS.to_string(), &config.kubelet_version).await?;
+        let mut agent = Agent {
+            ctx: ctx.clone(),
+            shutdown,
+            pods: None,
+            tasks,
+            previous_ip_forward: Some(previous_ip_forward),
+            stopped: false,
+        };
+        let node = node_status::register(
+            &client,
+            &config.node_name,
+            ctx.gateway(),
+            &Cidr::PODS.to_string(),
+            &config.kubelet_version,
+        )
+        .await?;
         node_status::renew_lease(&client, &node).await?;
         agent.tasks.push(tokio::spawn(heartbeats(ctx.clone(), node)));
-        agent.tasks.push(tokio::spawn(service_sync::run(ctx.clone(), services_tx)));
+        agent
+            .tasks
+            .push(tokio::spawn(service_sync::run(ctx.clone(), services_tx)));
         agent.pods = Some(tokio::spawn(pods::run(ctx, shutdown_rx)));
         tracing::info!(node = %config.node_name, bridge = %config.bridge, bin_dir = %config.bin_dir.display(), "node agent started");
         Ok(agent)
@@ -234,7 +264,12 @@ impl Agent {
 
     /// Network namespaces of the pods currently running.
     pub fn netns_names(&self) -> Vec<String> {
-        self.ctx.registry().sandboxes.values().map(|s| s.netns.clone()).collect()
+        self.ctx
+            .registry()
+            .sandboxes
+            .values()
+            .map(|s| s.netns.clone())
+            .collect()
     }
 
     /// Stops every pod (SIGTERM, grace, SIGKILL), then removes namespaces, veths, iptables
@@ -290,6 +325,7 @@ fn cleanup(ctx: &Ctx, previous_ip_forward: Option<&str>) {
     for e in ctx.host.teardown_blocking(previous_ip_forward) {
         tracing::warn!(error = %e, "removing host networking");
     }
+    let _ = std::fs::remove_file(owner_file(&ctx.config.bridge));
     if let Err(e) = std::fs::remove_dir_all(&ctx.config.state_dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {

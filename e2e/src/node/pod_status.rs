@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, PodCondition,
-    PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    HostIP, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -97,7 +97,9 @@ impl Run {
                 ..ContainerState::default()
             },
             State::Running(since) => ContainerState {
-                running: Some(ContainerStateRunning { started_at: Some(since.clone()) }),
+                running: Some(ContainerStateRunning {
+                    started_at: Some(since.clone()),
+                }),
                 ..ContainerState::default()
             },
             State::Terminated(e) => terminated(e, Some(id.clone())),
@@ -146,15 +148,28 @@ pub type Transitions = BTreeMap<String, (String, Time)>;
 
 fn cond(transitions: &mut Transitions, type_: &str, ok: bool, now: &Time) -> PodCondition {
     let status = if ok { "True" } else { "False" }.to_string();
-    let entry = transitions.entry(type_.to_string()).or_insert_with(|| (status.clone(), now.clone()));
+    let entry = transitions
+        .entry(type_.to_string())
+        .or_insert_with(|| (status.clone(), now.clone()));
     if entry.0 != status {
         *entry = (status.clone(), now.clone());
     }
-    PodCondition { type_: type_.into(), status, last_transition_time: Some(entry.1.clone()), ..PodCondition::default() }
+    PodCondition {
+        type_: type_.into(),
+        status,
+        last_transition_time: Some(entry.1.clone()),
+        ..PodCondition::default()
+    }
 }
 
 /// The pod status for `runs`.
-pub fn pod_status(uid: &str, runs: &[Run], facts: &PodFacts, transitions: &mut Transitions, now: &Time) -> PodStatus {
+pub fn pod_status(
+    uid: &str,
+    runs: &[Run],
+    facts: &PodFacts,
+    transitions: &mut Transitions,
+    now: &Time,
+) -> PodStatus {
     let apps: Vec<&Run> = runs.iter().filter(|r| r.kind == Kind::App).collect();
     let sidecars_ready = runs.iter().filter(|r| r.kind == Kind::Sidecar).all(|r| r.ready);
     let containers_ready = facts.terminal_phase.is_none() && sidecars_ready && apps.iter().all(|r| r.ready);
@@ -164,7 +179,12 @@ pub fn pod_status(uid: &str, runs: &[Run], facts: &PodFacts, transitions: &mut T
         None => "Pending".into(),
     };
     let conditions = vec![
-        cond(transitions, "PodReadyToStartContainers", facts.pod_ip.is_some(), now),
+        cond(
+            transitions,
+            "PodReadyToStartContainers",
+            facts.pod_ip.is_some(),
+            now,
+        ),
         cond(transitions, "Initialized", facts.initialized, now),
         cond(transitions, "Ready", containers_ready, now),
         cond(transitions, "ContainersReady", containers_ready, now),
@@ -174,11 +194,18 @@ pub fn pod_status(uid: &str, runs: &[Run], facts: &PodFacts, transitions: &mut T
         phase: Some(phase),
         conditions: Some(conditions),
         host_ip: Some(facts.host_ip.clone()),
-        host_ips: Some(vec![HostIP { ip: facts.host_ip.clone() }]),
+        host_ips: Some(vec![HostIP {
+            ip: facts.host_ip.clone(),
+        }]),
         pod_ip: facts.pod_ip.clone(),
         pod_ips: facts.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         start_time: Some(facts.start_time.clone()),
-        init_container_statuses: Some(runs.iter().filter(|r| r.kind != Kind::App).map(|r| r.status(uid)).collect()),
+        init_container_statuses: Some(
+            runs.iter()
+                .filter(|r| r.kind != Kind::App)
+                .map(|r| r.status(uid))
+                .collect(),
+        ),
         container_statuses: Some(apps.iter().map(|r| r.status(uid)).collect()),
         message: facts.message.clone(),
         reason: facts.reason.clone(),

@@ -33,7 +33,14 @@ fn facts(initialized: bool) -> PodFacts {
 }
 
 fn condition(s: &PodStatus, type_: &str) -> String {
-    s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == type_).unwrap().status.clone()
+    s.conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap()
+        .status
+        .clone()
 }
 
 #[test]
@@ -64,20 +71,54 @@ fn unready_sidecar_or_app_keeps_pod_unready() {
     let s = pod_status("u", &runs, &facts(true), &mut tr, &t());
     assert_eq!(condition(&s, "Ready"), "False");
     let later = Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap());
-    let runs = vec![run("weft-proxy", Kind::Sidecar, State::Running(t()), true), run("app", Kind::App, State::Running(t()), true)];
+    let runs = vec![
+        run("weft-proxy", Kind::Sidecar, State::Running(t()), true),
+        run("app", Kind::App, State::Running(t()), true),
+    ];
     let s = pod_status("u", &runs, &facts(true), &mut tr, &later);
-    let ready = s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!(ready.last_transition_time.as_ref(), Some(&later), "transition recorded");
-    let sched = s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "PodScheduled").unwrap();
-    assert_eq!(sched.last_transition_time.as_ref(), Some(&t()), "unchanged condition keeps its time");
+    let ready = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        ready.last_transition_time.as_ref(),
+        Some(&later),
+        "transition recorded"
+    );
+    let sched = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .unwrap();
+    assert_eq!(
+        sched.last_transition_time.as_ref(),
+        Some(&t()),
+        "unchanged condition keeps its time"
+    );
 }
 
 #[test]
 fn failed_init_leaves_pod_pending_or_failed_with_error() {
-    let exit = Exit { code: 3, reason: "Error".into(), message: "boom".into(), started: t(), finished: t() };
+    let exit = Exit {
+        code: 3,
+        reason: "Error".into(),
+        message: "boom".into(),
+        started: t(),
+        finished: t(),
+    };
     let runs = vec![
         run("init", Kind::Init, State::Terminated(exit), false),
-        run("app", Kind::App, State::Waiting("PodInitializing".into(), String::new()), false),
+        run(
+            "app",
+            Kind::App,
+            State::Waiting("PodInitializing".into(), String::new()),
+            false,
+        ),
     ];
     let mut f = facts(false);
     let s = pod_status("u", &runs, &f, &mut Transitions::new(), &t());
@@ -90,6 +131,16 @@ fn failed_init_leaves_pod_pending_or_failed_with_error() {
     let s = pod_status("u", &runs, &f, &mut Transitions::new(), &t());
     assert_eq!(s.phase.as_deref(), Some("Failed"));
     let app = &s.container_statuses.as_ref().unwrap()[0];
-    assert_eq!(app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+    assert_eq!(
+        app.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
     assert!(app.container_id.is_none());
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::DeleteParams;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
+use kube::api::DeleteParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -22,7 +22,10 @@ fn uid(pod: &Pod) -> String {
 }
 
 fn terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Runs until `shutdown` flips, then waits for every worker to finish.
@@ -100,11 +103,16 @@ async fn dispatch(
 
 /// Deletes the pod object for good (grace 0, guarded by its UID) once it is cleaned up.
 pub(crate) async fn release(ctx: &Ctx, pod: &Pod) {
-    let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { return };
+    let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else {
+        return;
+    };
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let params = DeleteParams {
         grace_period_seconds: Some(0),
-        preconditions: Some(kube::api::Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+        preconditions: Some(kube::api::Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     match api.delete(name, &params).await {

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 
 use super::Ctx;
@@ -22,14 +22,20 @@ pub(crate) async fn run(ctx: Arc<Ctx>, publish: watch::Sender<Arc<ServiceTable>>
     let (svc_store, svc_writer) = reflector::store::<Service>();
     let (eps_store, eps_writer) = reflector::store::<EndpointSlice>();
     let cfg = watcher::Config::default();
-    let svc_stream = reflector(svc_writer, watcher(Api::<Service>::all(ctx.client.clone()), cfg.clone()))
-        .default_backoff()
-        .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
-        .boxed();
-    let eps_stream = reflector(eps_writer, watcher(Api::<EndpointSlice>::all(ctx.client.clone()), cfg))
-        .default_backoff()
-        .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
-        .boxed();
+    let svc_stream = reflector(
+        svc_writer,
+        watcher(Api::<Service>::all(ctx.client.clone()), cfg.clone()),
+    )
+    .default_backoff()
+    .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+    .boxed();
+    let eps_stream = reflector(
+        eps_writer,
+        watcher(Api::<EndpointSlice>::all(ctx.client.clone()), cfg),
+    )
+    .default_backoff()
+    .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+    .boxed();
     let mut events = futures::stream::select(svc_stream, eps_stream);
     let mut chains = BTreeSet::new();
     let mut applied = String::new();

@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use tokio::sync::{mpsc, watch};
 
 use super::Ctx;
-use super::container_ops::{Event, Proc, ProbeKind};
+use super::container_ops::{Event, ProbeKind, Proc};
 use super::env::{ObjectCache, PodFacts};
 use super::names;
 use super::net::Sandbox;
@@ -50,6 +50,8 @@ pub(crate) struct Worker {
     pub(super) probe_states: HashMap<(String, ProbeKind), ProbeState>,
     pub(super) backoff_until: HashMap<String, Instant>,
     pub(super) stage: Stage,
+    /// Every init container completed and every sidecar started (stays true once set).
+    pub(super) initialized: bool,
     pub(super) message: Option<String>,
     pub(super) transitions: Transitions,
     pub(super) last_status: Option<serde_json::Value>,
@@ -81,6 +83,7 @@ impl Worker {
             probe_states: HashMap::new(),
             backoff_until: HashMap::new(),
             stage: Stage::Init(0),
+            initialized: false,
             message: None,
             transitions: Transitions::new(),
             last_status: None,
@@ -99,7 +102,11 @@ impl Worker {
     }
 
     /// Runs the pod until it is deleted or the agent stops.
-    pub(crate) async fn run(mut self, mut pod_rx: watch::Receiver<Option<Pod>>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        mut self,
+        mut pod_rx: watch::Receiver<Option<Pod>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut services = self.ctx.services.clone();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut next_resync = Instant::now() + self.ctx.config.volume_resync;
@@ -143,7 +150,12 @@ impl Worker {
     }
 
     fn grace(&self) -> Duration {
-        let s = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let s = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         Duration::from_secs(u64::try_from(s).unwrap_or(0))
     }
 
@@ -169,11 +181,16 @@ impl Worker {
             self.message = Some("pod CIDR exhausted".into());
             return false;
         };
-        let sb = Sandbox { netns: names::netns_name(&self.uid), veth: names::veth_name(&self.uid), ip };
+        let sb = Sandbox {
+            netns: names::netns_name(&self.uid),
+            veth: names::veth_name(&self.uid),
+            ip,
+        };
         self.ctx.registry().sandboxes.insert(self.uid.clone(), sb.clone());
         let hosts = self.hosts(ip);
         let created = sb.create(&self.ctx.host, &hosts).await;
-        let dirs = std::fs::create_dir_all(self.dir.join("logs")).and_then(|_| std::fs::create_dir_all(self.dir.join("volumes")));
+        let dirs = std::fs::create_dir_all(self.dir.join("logs"))
+            .and_then(|_| std::fs::create_dir_all(self.dir.join("volumes")));
         match (created, dirs) {
             (Ok(()), Ok(())) => {
                 tracing::info!(pod = %self.name(), ip = %ip, netns = %sb.netns, "sandbox created");
@@ -181,11 +198,19 @@ impl Worker {
                 true
             }
             (r, d) => {
-                let err = r.err().map(|e| e.to_string()).or(d.err().map(|e| e.to_string())).unwrap_or_default();
+                let err = r
+                    .err()
+                    .map(|e| e.to_string())
+                    .or(d.err().map(|e| e.to_string()))
+                    .unwrap_or_default();
                 self.message = Some(format!("creating the pod sandbox: {err}"));
                 self.ctx.registry().sandboxes.remove(&self.uid);
                 sb.remove_blocking();
-                self.ctx.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
+                self.ctx
+                    .ipam
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .release(ip);
                 false
             }
         }
@@ -194,7 +219,12 @@ impl Worker {
     /// (Re)writes every volume; `self.volumes` is set once all succeed.
     pub(super) async fn sync_volumes(&mut self) -> bool {
         let Some(sb) = &self.sandbox else { return false };
-        let facts = PodFacts { pod: &self.pod, pod_ip: sb.ip, host_ip: self.ctx.gateway(), kubernetes_service: None };
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: sb.ip,
+            host_ip: self.ctx.gateway(),
+            kubernetes_service: None,
+        };
         let mut cache = ObjectCache::new(self.ctx.client.clone(), &self.namespace());
         let owner = self
             .pod
@@ -205,9 +235,23 @@ impl Worker {
             .and_then(|g| u32::try_from(g).ok())
             .map(|g| (0, g));
         let mut out = HashMap::new();
-        let vols = self.pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+        let vols = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
         for v in &vols {
-            match volumes::sync(v, &self.dir.join("volumes"), &facts, &mut cache, &mut self.tokens, owner).await {
+            match volumes::sync(
+                v,
+                &self.dir.join("volumes"),
+                &facts,
+                &mut cache,
+                &mut self.tokens,
+                owner,
+            )
+            .await
+            {
                 Ok(path) => {
                     out.insert(v.name.clone(), path);
                 }
@@ -227,8 +271,19 @@ impl Worker {
     /// SIGTERM app containers, then sidecars (reverse order), SIGKILL at the deadline.
     pub(super) async fn stop(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        let apps: Vec<String> = self.runs.iter().filter(|r| r.kind == pod_status::Kind::App).map(|r| r.name.clone()).collect();
-        let others: Vec<String> = self.runs.iter().rev().filter(|r| r.kind != pod_status::Kind::App).map(|r| r.name.clone()).collect();
+        let apps: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|r| r.kind == pod_status::Kind::App)
+            .map(|r| r.name.clone())
+            .collect();
+        let others: Vec<String> = self
+            .runs
+            .iter()
+            .rev()
+            .filter(|r| r.kind != pod_status::Kind::App)
+            .map(|r| r.name.clone())
+            .collect();
         self.stage = Stage::Terminal("Stopping".into());
         for group in [apps, others] {
             for name in &group {
@@ -243,7 +298,8 @@ impl Worker {
         for p in self.procs.values() {
             p.signal(libc::SIGKILL);
         }
-        self.wait_exits(&all, Instant::now() + Duration::from_secs(5)).await;
+        self.wait_exits(&all, Instant::now() + Duration::from_secs(5))
+            .await;
     }
 
     async fn wait_exits(&mut self, names: &[String], deadline: Instant) {
@@ -277,7 +333,9 @@ impl Worker {
             drop(reg);
             if let Some(sb) = sandbox {
                 // Any process still in the namespace (children that escaped their group).
-                if let Ok(pids) = super::cmd::run_blocking("ip", &super::cmd::args(&["netns", "pids", &sb.netns])) {
+                if let Ok(pids) =
+                    super::cmd::run_blocking("ip", &super::cmd::args(&["netns", "pids", &sb.netns]))
+                {
                     for pid in pids.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
                         super::launch::signal_pid(pid, libc::SIGKILL);
                     }
@@ -301,7 +359,7 @@ impl Worker {
         let facts = pod_status::PodFacts {
             pod_ip: self.sandbox.as_ref().map(|s| s.ip.to_string()),
             host_ip: self.ctx.gateway().to_string(),
-            initialized: !matches!(self.stage, Stage::Init(_)),
+            initialized: self.initialized,
             terminal_phase: match &self.stage {
                 Stage::Terminal(p) => Some(p.clone()),
                 _ => None,
@@ -311,13 +369,23 @@ impl Worker {
             reason: None,
         };
         let status = pod_status::pod_status(&self.uid, &self.runs, &facts, &mut self.transitions, &now());
-        let Ok(value) = serde_json::to_value(&status) else { return };
+        let Ok(value) = serde_json::to_value(&status) else {
+            return;
+        };
         if self.last_status.as_ref() == Some(&value) {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
-        let patch = serde_json::json!({ "status": value });
-        match api.patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let mut patch_value = value.clone();
+        if let Some(obj) = patch_value.as_object_mut() {
+            // A merge patch only removes a field when told to with null.
+            obj.entry("message").or_insert(serde_json::Value::Null);
+        }
+        let patch = serde_json::json!({ "status": patch_value });
+        match api
+            .patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => self.last_status = Some(value),
             Err(e) => tracing::warn!(error = %e, pod = %self.name(), "writing pod status"),
         }
