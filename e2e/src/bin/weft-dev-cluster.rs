@@ -106,20 +106,27 @@ fn run_until_signal(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()
         ..Options::default()
     };
     let cp = ControlPlane::start(options).context("starting the control plane")?;
-    // A later issue adds the e2e node agent here, started after the control plane and
-    // stopped before it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The e2e node agent runs the cluster's pods as network namespaces; it starts
+    // after the control plane and stops before it.
+    let agent = rt
+        .block_on(async {
+            let mut config = weft_e2e::node::AgentConfig::new("weft-node-0");
+            config.api_server = Some(std::net::SocketAddr::from(([127, 0, 0, 1], cp.ports().apiserver)));
+            weft_e2e::node::Agent::start(cp.client()?, config).await.map_err(anyhow::Error::from)
+        })
+        .context("starting the e2e node agent (needs root)")?;
     let summary = format!(
-        "{} ready in {:.1}s (logs {})",
+        "{} ready in {:.1}s with node weft-node-0 (logs {})",
         cp.server_url(),
         cp.startup_time().as_secs_f64(),
         cp.logs_dir().display()
     );
     tracing::info!(server = %cp.server_url(), pids = ?cp.pids(), "dev cluster ready");
     dev_cluster::mark_ready(paths, &summary)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    let waited = rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -128,7 +135,9 @@ fn run_until_signal(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
         anyhow::Ok(())
-    })?;
+    });
+    rt.block_on(agent.shutdown());
+    waited?;
     cp.shutdown();
     Ok(())
 }
