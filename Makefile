@@ -49,4 +49,8 @@ lint: ## rustfmt check + clippy with -D warnings
 test: deps kube-bins lint ## The full suite: lint, unit, component, real control plane, netns and e2e tests
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
+.PHONY: bench-operator
+bench-operator: ## Criterion bench: render 1,000 services / 10,000 endpoints / 200 identities
+	$(CARGO) bench -p weft-controller --bench render
+
 -include mk/*.mk

@@ -5,6 +5,7 @@
 //! Retries and 50 CircuitBreakers. Measured in `smi` access mode (scoped
 //! configs) and `permissive` mode (every service in every config); the largest
 //! ConfigMap payload of each is printed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -175,13 +176,18 @@ fn report(name: &str, st: &ClusterState) {
     let total: usize = out.configs.values().map(|c| c.json.len()).sum();
     let eps: usize = st.endpoint_slices.iter().map(|s| s.endpoints.len()).sum();
     eprintln!(
-        "render/{name}: {} services, {eps} endpoints, {} identities -> {} configs, largest {largest} bytes ({:.2} MiB), total {:.1} MiB",
+        "render/{name}: {} services, {eps} endpoints, {} identities -> {} configs, largest {largest} bytes \
+         ({:.2} MiB), total {:.1} MiB; {} not emitted",
         st.services.len(),
         st.service_accounts.len(),
         out.configs.len(),
         largest as f64 / 1_048_576.0,
-        total as f64 / 1_048_576.0
+        total as f64 / 1_048_576.0,
+        out.skipped.len(),
     );
+    if let Some((id, why)) = out.skipped.iter().next() {
+        eprintln!("render/{name}: e.g. {}/{}: {why}", id.0, id.1);
+    }
 }
 
 fn bench(c: &mut Criterion) {

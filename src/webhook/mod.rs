@@ -6,7 +6,7 @@
 //! plus a plain health port), [`tls`] (hot-swappable serving certificate),
 //! [`certgen`] (rcgen CA and serving certificate) and [`certmgr`] (stores them in a
 //! Secret, writes the CA into the MutatingWebhookConfiguration, renews); [`run`]
-//! starts all of them on one replica.
+//! starts all of them on one replica; [`mesh_config`] follows the MeshConfig.
 //! The contract with `weft-proxy` is in [`names`] and `docs/injection.md`.
 
 pub mod admission;
@@ -18,6 +18,7 @@ pub mod containers;
 pub mod deny;
 pub mod exclusions;
 pub mod inject;
+pub mod mesh_config;
 pub mod names;
 pub mod probes;
 pub mod run;

@@ -1,0 +1,783 @@
+//! The operator against a real API server (shared control plane of this binary), run
+//! in-process as a library call: a Flagger-style v1alpha1 TrafficSplit reaches the
+//! client's ConfigMap and weight updates land within 1 s; TrafficTarget + routes reach
+//! the destination's grants; Retry and CircuitBreaker reach the clients; a restart
+//! writes nothing when nothing changed and keeps the CA; short-lived certs are renewed;
+//! leadership fails over. Tests take a global lock: every operator watches the whole
+//! cluster, so two running at once would fight over each other's objects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use weft_controller::certs::store::CA_SECRET;
+use weft_controller::operator::leader::LeaseConfig;
+use weft_controller::operator::{self, Handles, Options};
+use weft_e2e::{TestNamespace, apply, shared};
+use weft_proxy_config::{AccessRule, ProxyConfig};
+
+const SYSTEM_NS: &str = "weft-system";
+static LOCK: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+/// A running in-process operator; aborted (like a crash) when dropped.
+struct Running {
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handles: Handles,
+}
+
+impl Running {
+    fn start(client: &Client, opts: Options) -> Self {
+        let handles = Handles::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let task = tokio::spawn(operator::run(client.clone(), opts, handles.clone(), shutdown));
+        Self {
+            task: Some(task),
+            stop: Some(tx),
+            handles,
+        }
+    }
+
+    fn single(client: &Client, instance: &str) -> Self {
+        let mut opts = Options::new(SYSTEM_NS, instance);
+        opts.lease = None;
+        Self::start(client, opts)
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    fn writes(&self) -> u64 {
+        let text = self.handles.metrics.encode();
+        text.lines()
+            .filter(|l| l.starts_with("weft_operator_writes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    fn reconciles(&self) -> u64 {
+        let text = self.handles.metrics.encode();
+        text.lines()
+            .filter(|l| l.starts_with("weft_operator_reconciles_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn setup(
+    prefix: &str,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    TestNamespace<'static>,
+    Client,
+) {
+    let guard = LOCK.lock().await;
+    let cp = shared::control_plane().unwrap();
+    let client = cp.client().unwrap();
+    let crds = apply::load_dir(&apply::repo_root().join("crds")).unwrap();
+    apply::install_crds(&client, &crds, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    if nss.get_opt(SYSTEM_NS).await.unwrap().is_none() {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).unwrap();
+        let _ = nss.create(&PostParams::default(), &ns).await;
+    }
+    let ns = TestNamespace::create(cp, prefix).await.unwrap();
+    (guard, ns, client)
+}
+
+fn dynamic(client: &Client, ns: &str, group: &str, version: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+async fn create<K>(client: &Client, ns: &str, v: Value) -> K
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(v).unwrap();
+    Api::<K>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap()
+}
+
+async fn create_dyn(
+    client: &Client,
+    ns: &str,
+    group: &str,
+    version: &str,
+    kind: &str,
+    name: &str,
+    spec: Value,
+) {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/{version}"), "kind": kind, "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap();
+    dynamic(client, ns, group, version, kind)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
+}
+
+/// A meshed workload: ServiceAccount, one injected pod, a selector-less Service on port
+/// `port` named `http`, and an EndpointSlice (made by the test, as no kubelet runs).
+async fn workload(client: &Client, ns: &str, sa: &str, pod: &str, services: &[&str], ip: &str) {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    if sas.get_opt(sa).await.unwrap().is_none() {
+        create::<ServiceAccount>(client, ns, json!({"metadata": {"name": sa}})).await;
+    }
+    create::<Pod>(
+        client,
+        ns,
+        json!({
+            "metadata": {"name": pod, "annotations": {"weft.dev/injected": "test"}},
+            "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "app",
+                "ports": [{"name": "http", "containerPort": 9898}]}]},
+        }),
+    )
+    .await;
+    for svc in services {
+        create::<Service>(
+            client,
+            ns,
+            json!({"metadata": {"name": svc},
+            "spec": {"ports": [{"name": "http", "port": 9898, "targetPort": 9898}]}}),
+        )
+        .await;
+        create::<EndpointSlice>(
+            client,
+            ns,
+            json!({
+                "metadata": {"name": format!("{svc}-e2e"), "labels": {
+                    "kubernetes.io/service-name": svc, "endpointslice.kubernetes.io/managed-by": "weft-e2e"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 9898, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": true}, "zone": "zone-a",
+                    "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}}],
+            }),
+        )
+        .await;
+    }
+}
+
+/// Flagger's objects for `podinfo` plus a meshed `frontend` client allowed to call it
+/// (in the default `smi` access mode a client's config lists only what it may call).
+async fn flagger_shop(client: &Client, ns: &str) {
+    workload(client, ns, "frontend", "frontend-1", &[], "198.18.10.1").await;
+    workload(
+        client,
+        ns,
+        "podinfo",
+        "podinfo-primary-1",
+        &["podinfo", "podinfo-primary"],
+        "198.18.10.2",
+    )
+    .await;
+    workload(
+        client,
+        ns,
+        "podinfo",
+        "podinfo-canary-1",
+        &["podinfo-canary"],
+        "198.18.10.3",
+    )
+    .await;
+    create_dyn(
+        client,
+        ns,
+        "specs.smi-spec.io",
+        "v1alpha4",
+        "TCPRoute",
+        "shop-tcp",
+        json!({}),
+    )
+    .await;
+    create_dyn(
+        client,
+        ns,
+        "access.smi-spec.io",
+        "v1alpha3",
+        "TrafficTarget",
+        "shop-access",
+        json!({
+        "destination": {"kind": "ServiceAccount", "name": "podinfo"},
+        "rules": [{"kind": "TCPRoute", "name": "shop-tcp"}],
+        "sources": [{"kind": "ServiceAccount", "name": "frontend"}]}),
+    )
+    .await;
+}
+
+async fn config(client: &Client, ns: &str, sa: &str) -> Option<(ProxyConfig, ConfigMap)> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(&format!("weft-proxy-{sa}"))
+        .await
+        .unwrap()?;
+    let text = cm.data.as_ref()?.get(weft_proxy_config::CONFIG_KEY)?.clone();
+    Some((ProxyConfig::from_json(&text).unwrap(), cm))
+}
+
+/// Polls (every 20 ms) until `f` holds for the identity's config; returns the elapsed time.
+async fn until_config(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    within: Duration,
+    f: impl Fn(&ProxyConfig) -> bool,
+) -> Duration {
+    let began = Instant::now();
+    loop {
+        if let Some((c, _)) = config(client, ns, sa).await
+            && f(&c)
+        {
+            return began.elapsed();
+        }
+        assert!(
+            began.elapsed() < within,
+            "config of {ns}/{sa} did not reach the expected state within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn split_weights(c: &ProxyConfig, ns: &str) -> Option<Vec<(String, u64)>> {
+    let s = c.services.get(&format!("{ns}/podinfo"))?.split.as_ref()?;
+    Some(s.backends.iter().map(|b| (b.service.clone(), b.weight)).collect())
+}
+
+async fn condition(api: &Api<DynamicObject>, name: &str, ty: &str) -> Option<(String, String, Option<i64>)> {
+    let o = api.get(name).await.ok()?;
+    let c = o
+        .data
+        .get("status")?
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+        c["observedGeneration"].as_i64(),
+    ))
+}
+
+async fn until_condition(api: &Api<DynamicObject>, name: &str, ty: &str, want: (&str, &str)) -> Option<i64> {
+    let began = Instant::now();
+    loop {
+        if let Some((s, r, g)) = condition(api, name, ty).await
+            && s == want.0
+            && r == want.1
+        {
+            return g;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(15),
+            "{name}: condition {ty} never became {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagger_v1alpha1_split_updates_within_a_second_and_delete_restores_routing() {
+    let (_guard, ns, client) = setup("op-split").await;
+    let ns = ns.name().to_string();
+    flagger_shop(&client, &ns).await;
+    let op = Running::single(&client, "op-split");
+
+    let splits = dynamic(&client, &ns, "split.smi-spec.io", "v1alpha1", "TrafficSplit");
+    create_dyn(&client, &ns, "split.smi-spec.io", "v1alpha1", "TrafficSplit", "podinfo", json!({
+        "service": "podinfo",
+        "backends": [{"service": "podinfo-canary", "weight": "0"}, {"service": "podinfo-primary", "weight": "100"}],
+    }))
+    .await;
+    let canary = format!("{ns}/podinfo-canary");
+    let primary = format!("{ns}/podinfo-primary");
+    let initial = vec![(canary.clone(), 0), (primary.clone(), 100_000)];
+    until_config(&client, &ns, "frontend", Duration::from_secs(30), |c| {
+        split_weights(c, &ns) == Some(initial.clone())
+    })
+    .await;
+    let g = until_condition(&splits, "podinfo", "Accepted", ("True", "Accepted")).await;
+    assert_eq!(g, Some(1));
+
+    // Flagger's SetRoutes: GET, rewrite backends, Update.
+    let mut obj = splits.get("podinfo").await.unwrap();
+    obj.data["spec"]["backends"] = json!([{"service": "podinfo-canary", "weight": "30"}, {"service": "podinfo-primary", "weight": "70"}]);
+    let began = Instant::now();
+    splits
+        .replace("podinfo", &PostParams::default(), &obj)
+        .await
+        .unwrap();
+    let want = vec![(canary.clone(), 30_000), (primary.clone(), 70_000)];
+    until_config(&client, &ns, "frontend", Duration::from_secs(5), |c| {
+        split_weights(c, &ns) == Some(want.clone())
+    })
+    .await;
+    let latency = began.elapsed();
+    eprintln!(
+        "operator: weight update visible in the client ConfigMap after {} ms",
+        latency.as_millis()
+    );
+    assert!(
+        latency < Duration::from_millis(1000),
+        "weight update took {latency:?} (budget 1 s)"
+    );
+    // Weights are never rewritten: the stored v1alpha1 object still holds quantity strings.
+    let stored = splits.get("podinfo").await.unwrap();
+    assert_eq!(stored.data["spec"]["backends"][0]["weight"], json!("30"));
+    let began = Instant::now();
+    while condition(&splits, "podinfo", "Accepted").await.and_then(|c| c.2) != Some(2) {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "status never observed generation 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    splits.delete("podinfo", &DeleteParams::default()).await.unwrap();
+    until_config(&client, &ns, "frontend", Duration::from_secs(10), |c| {
+        c.services.contains_key(&format!("{ns}/podinfo")) && split_weights(c, &ns).is_none()
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_and_policies_land_in_configs_and_bad_refs_are_reported() {
+    let (_guard, ns, client) = setup("op-access").await;
+    let ns = ns.name().to_string();
+    flagger_shop(&client, &ns).await;
+    let op = Running::single(&client, "op-access");
+    create_dyn(
+        &client,
+        &ns,
+        "specs.smi-spec.io",
+        "v1alpha4",
+        "HTTPRouteGroup",
+        "api",
+        json!({"matches": [
+        {"name": "read", "pathRegex": "/api/.*", "methods": ["GET"]},
+        {"name": "admin", "pathRegex": "/admin", "methods": ["POST"], "headers": [{"x-admin": "yes"}]}]}),
+    )
+    .await;
+    create_dyn(
+        &client,
+        &ns,
+        "specs.smi-spec.io",
+        "v1alpha4",
+        "TCPRoute",
+        "all-ports",
+        json!({"matches": {"ports": []}}),
+    )
+    .await;
+    create_dyn(&client, &ns, "access.smi-spec.io", "v1alpha3", "TrafficTarget", "frontend-to-podinfo", json!({
+        "destination": {"kind": "ServiceAccount", "name": "podinfo", "namespace": ns},
+        "rules": [{"kind": "HTTPRouteGroup", "name": "api", "matches": ["read"]}, {"kind": "TCPRoute", "name": "all-ports"}],
+        "sources": [{"kind": "ServiceAccount", "name": "frontend", "namespace": ns}]}))
+    .await;
+    create_dyn(
+        &client,
+        &ns,
+        "policy.weft.dev",
+        "v1alpha1",
+        "Retry",
+        "frontend-retry",
+        json!({
+        "source": {"kind": "ServiceAccount", "name": "frontend"},
+        "destinations": [{"kind": "Service", "name": "podinfo"}], "numRetries": 3, "perTryTimeout": "250ms"}),
+    )
+    .await;
+    create_dyn(
+        &client,
+        &ns,
+        "policy.weft.dev",
+        "v1alpha1",
+        "CircuitBreaker",
+        "podinfo-cb",
+        json!({
+        "destination": {"kind": "Service", "name": "podinfo"},
+        "outlierDetection": {"consecutive5xx": 3}, "breaker": {"failureRateThreshold": 50}}),
+    )
+    .await;
+    // Bad input: a split to a missing backend only.
+    create_dyn(
+        &client,
+        &ns,
+        "split.smi-spec.io",
+        "v1alpha4",
+        "TrafficSplit",
+        "broken",
+        json!({
+        "service": "podinfo", "backends": [{"service": "nope", "weight": 10}]}),
+    )
+    .await;
+
+    let podinfo_ns = ns.clone();
+    until_config(&client, &ns, "podinfo", Duration::from_secs(30), |c| {
+        let Some(g) = c.inbound.grants.first() else {
+            return false;
+        };
+        g.sources == [format!("spiffe://cluster.local/ns/{podinfo_ns}/sa/frontend")]
+            && matches!(&g.rules[..], [AccessRule::Http { matches }, AccessRule::Tcp { ports }]
+                if matches.len() == 1 && matches[0].name == "api/read" && ports.is_empty())
+    })
+    .await;
+    let key = format!("{ns}/podinfo");
+    until_config(&client, &ns, "frontend", Duration::from_secs(10), |c| {
+        let Some(s) = c.services.get(&key) else {
+            return false;
+        };
+        let r = s
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.num_retries == 3 && r.per_try_timeout_ms == Some(250));
+        let cb = s.circuit_breaker.as_ref().is_some_and(|b| {
+            b.outlier_detection.as_ref().and_then(|o| o.consecutive_5xx) == Some(3) && b.breaker.is_some()
+        });
+        r && cb && s.split.is_none()
+    })
+    .await;
+    let (_, cm) = config(&client, &ns, "frontend").await.unwrap();
+    let owner = &cm.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ServiceAccount", "frontend")
+    );
+    assert!(
+        cm.metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .contains_key("weft.dev/config-hash")
+    );
+    let role = Api::<Role>::namespaced(client.clone(), &ns)
+        .get("weft-proxy-frontend")
+        .await
+        .unwrap();
+    assert_eq!(
+        role.rules.unwrap()[0].resource_names.as_deref(),
+        Some(&["weft-proxy-frontend".to_string()][..])
+    );
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .get("weft-proxy-frontend")
+        .await
+        .unwrap();
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("weft-identity-frontend")
+        .await
+        .unwrap();
+    let pem = String::from_utf8(secret.data.unwrap()["tls.crt"].0.clone()).unwrap();
+    let sans = weft_controller::certs::ca::uri_sans(&pem).unwrap();
+    assert_eq!(sans, [format!("spiffe://cluster.local/ns/{ns}/sa/frontend")]);
+
+    let ts = dynamic(&client, &ns, "split.smi-spec.io", "v1alpha4", "TrafficSplit");
+    until_condition(&ts, "broken", "ResolvedRefs", ("False", "BackendNotFound")).await;
+    until_condition(&ts, "broken", "Accepted", ("False", "NoBackends")).await;
+    let tt = dynamic(&client, &ns, "access.smi-spec.io", "v1alpha3", "TrafficTarget");
+    until_condition(&tt, "frontend-to-podinfo", "Accepted", ("True", "Accepted")).await;
+    op.stop().await;
+}
+
+async fn versions(client: &Client, ns: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let rv = |k: &str, n: &str, m: &kube::api::ObjectMeta| {
+        (format!("{k}/{n}"), m.resource_version.clone().unwrap())
+    };
+    for sa in ["frontend", "podinfo"] {
+        let name = format!("weft-proxy-{sa}");
+        out.push(rv(
+            "cm",
+            &name,
+            &Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .get(&name)
+                .await
+                .unwrap()
+                .metadata,
+        ));
+        out.push(rv(
+            "role",
+            &name,
+            &Api::<Role>::namespaced(client.clone(), ns)
+                .get(&name)
+                .await
+                .unwrap()
+                .metadata,
+        ));
+        out.push(rv(
+            "rb",
+            &name,
+            &Api::<RoleBinding>::namespaced(client.clone(), ns)
+                .get(&name)
+                .await
+                .unwrap()
+                .metadata,
+        ));
+        let s = format!("weft-identity-{sa}");
+        out.push(rv(
+            "secret",
+            &s,
+            &Api::<Secret>::namespaced(client.clone(), ns)
+                .get(&s)
+                .await
+                .unwrap()
+                .metadata,
+        ));
+    }
+    let ca = Api::<Secret>::namespaced(client.clone(), SYSTEM_NS)
+        .get(CA_SECRET)
+        .await
+        .unwrap();
+    out.push(rv("secret", CA_SECRET, &ca.metadata));
+    let ts = dynamic(client, ns, "split.smi-spec.io", "v1alpha4", "TrafficSplit")
+        .get("podinfo")
+        .await
+        .unwrap();
+    out.push(rv("trafficsplit", "podinfo", &ts.metadata));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_writes_nothing_when_nothing_changed_and_keeps_the_ca() {
+    let (_guard, ns, client) = setup("op-restart").await;
+    let ns = ns.name().to_string();
+    // Configs list services cluster-wide: wait until earlier tests' namespaces are gone.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let began = Instant::now();
+    loop {
+        let label = format!("{}=true", weft_e2e::namespace::TEST_LABEL);
+        let list = nss
+            .list(&kube::api::ListParams::default().labels(&label))
+            .await
+            .unwrap();
+        if list
+            .items
+            .iter()
+            .all(|n| n.metadata.name.as_deref() == Some(ns.as_str()))
+        {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(90),
+            "earlier test namespaces linger"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    flagger_shop(&client, &ns).await;
+    create_dyn(&client, &ns, "split.smi-spec.io", "v1alpha2", "TrafficSplit", "podinfo", json!({
+        "service": "podinfo", "backends": [{"service": "podinfo-canary", "weight": 0}, {"service": "podinfo-primary", "weight": 100}]}))
+    .await;
+    let first = Running::single(&client, "op-restart-1");
+    until_config(&client, &ns, "frontend", Duration::from_secs(30), |c| {
+        split_weights(c, &ns).is_some()
+    })
+    .await;
+    let ts = dynamic(&client, &ns, "split.smi-spec.io", "v1alpha4", "TrafficSplit");
+    until_condition(&ts, "podinfo", "Accepted", ("True", "Accepted")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = versions(&client, &ns).await;
+    let ca_before = Api::<Secret>::namespaced(client.clone(), SYSTEM_NS)
+        .get(CA_SECRET)
+        .await
+        .unwrap();
+    first.stop().await;
+
+    let second = Running::single(&client, "op-restart-2");
+    let began = Instant::now();
+    while second.reconciles() == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "second operator never reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = versions(&client, &ns).await;
+    assert_eq!(before, after, "a restart with unchanged input must not write");
+    let ca_after = Api::<Secret>::namespaced(client.clone(), SYSTEM_NS)
+        .get(CA_SECRET)
+        .await
+        .unwrap();
+    assert_eq!(ca_before.metadata.uid, ca_after.metadata.uid);
+    assert_eq!(ca_before.data, ca_after.data, "the CA survives restarts");
+    second.stop().await;
+}
+
+struct MeshConfigGuard(Client);
+
+impl Drop for MeshConfigGuard {
+    fn drop(&mut self) {
+        let client = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+                    "policy.weft.dev",
+                    "v1alpha1",
+                    "MeshConfig",
+                ));
+                let _ = Api::<DynamicObject>::all_with(client, &ar)
+                    .delete("default", &DeleteParams::default())
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_certificates_are_renewed_before_expiry() {
+    let (_guard, ns, client) = setup("op-renew").await;
+    let ns = ns.name().to_string();
+    let _mesh = MeshConfigGuard(client.clone());
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "policy.weft.dev",
+        "v1alpha1",
+        "MeshConfig",
+    ));
+    let mc: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "policy.weft.dev/v1alpha1", "kind": "MeshConfig",
+        "metadata": {"name": "default"}, "spec": {"certificateValidity": "6s"}}),
+    )
+    .unwrap();
+    Api::<DynamicObject>::all_with(client.clone(), &ar)
+        .patch("default", &PatchParams::apply("e2e").force(), &Patch::Apply(&mc))
+        .await
+        .unwrap();
+    workload(&client, &ns, "frontend", "frontend-1", &[], "198.18.10.1").await;
+    let op = Running::single(&client, "op-renew");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let cert_of = |s: &Secret| String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
+    let began = Instant::now();
+    let first = loop {
+        if let Some(s) = secrets.get_opt("weft-identity-frontend").await.unwrap() {
+            break s;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "no identity secret");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (nb, na) = weft_controller::certs::ca::validity(&cert_of(&first)).unwrap();
+    let life = (na - nb).whole_milliseconds();
+    assert!(
+        (6_000..=7_000).contains(&life),
+        "6s validity + <1s backdating (whole seconds), got {life} ms"
+    );
+    // Renewal is due at 2/3 of the life (~3.8 s after issue): wait for a renewed certificate.
+    let began = Instant::now();
+    loop {
+        let s = secrets.get("weft-identity-frontend").await.unwrap();
+        if cert_of(&s) != cert_of(&first) {
+            let (nb2, _) = weft_controller::certs::ca::validity(&cert_of(&s)).unwrap();
+            assert!(nb2 > nb, "renewed certificate starts later");
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "certificate was not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_only_the_leader_writes() {
+    let (_guard, ns, client) = setup("op-leader").await;
+    let ns = ns.name().to_string();
+    flagger_shop(&client, &ns).await;
+    let lease_cfg = |who: &str| {
+        let mut l = LeaseConfig::new(&ns, who);
+        l.name = "weft-e2e-leader".into();
+        l.lease_duration = Duration::from_secs(2);
+        l.renew_interval = Duration::from_millis(400);
+        let mut o = Options::new(SYSTEM_NS, who);
+        o.lease = Some(l);
+        o
+    };
+    let a = Running::start(&client, lease_cfg("replica-a"));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
+    let began = Instant::now();
+    while leases
+        .get_opt("weft-e2e-leader")
+        .await
+        .unwrap()
+        .and_then(holder)
+        .as_deref()
+        != Some("replica-a")
+    {
+        assert!(began.elapsed() < Duration::from_secs(30), "replica-a never led");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = Running::start(&client, lease_cfg("replica-b"));
+    until_config(&client, &ns, "frontend", Duration::from_secs(30), |c| {
+        c.services.contains_key(&format!("{ns}/podinfo"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(a.writes() > 0, "the leader wrote");
+    assert_eq!(b.writes(), 0, "the follower must not write");
+    assert!(
+        b.handles.ready.load(std::sync::atomic::Ordering::SeqCst),
+        "the follower keeps warm caches"
+    );
+
+    // Crash the leader (no lease release): the follower takes over after the lease expires.
+    drop(a);
+    let crashed = Instant::now();
+    create_dyn(&client, &ns, "split.smi-spec.io", "v1alpha4", "TrafficSplit", "podinfo", json!({
+        "service": "podinfo", "backends": [{"service": "podinfo-canary", "weight": 10}, {"service": "podinfo-primary", "weight": 90}]}))
+    .await;
+    until_config(&client, &ns, "frontend", Duration::from_secs(15), |c| {
+        split_weights(c, &ns).is_some()
+    })
+    .await;
+    let took = crashed.elapsed();
+    eprintln!("operator: failover + reconcile took {} ms", took.as_millis());
+    assert_eq!(
+        leases
+            .get("weft-e2e-leader")
+            .await
+            .ok()
+            .and_then(holder)
+            .as_deref(),
+        Some("replica-b")
+    );
+    assert!(b.writes() > 0, "the new leader writes");
+    b.stop().await;
+}

@@ -1,0 +1,463 @@
+//! Apply: makes the cluster match a render, writing only what changed. Per
+//! identity: ConfigMap, Role, RoleBinding (server-side apply, field manager
+//! [`objects::FIELD_MANAGER`], owner = ServiceAccount, skipped when the hash
+//! annotation already matches) and the certificate Secret (re-issued only when
+//! [`store::decide`] says so). Objects of identities that left the mesh are
+//! deleted. SMI/policy status is patched only on change; Events only on
+//! transitions. One object's failure never stops the others.
+
+pub mod objects;
+pub mod status;
+
+use crate::certs::store::{self, CA_SECRET, CaState, CertDecision, IDENTITY_SECRET_PREFIX, LABEL_IDENTITY};
+use crate::operator::metrics::Metrics;
+use crate::operator::render::{IdentityKey, RenderOutput};
+use crate::operator::state::{Kind, ObjectKey, spiffe_id};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// How long a just-written hash is trusted while the watch cache catches up.
+const MEMO_TTL: Duration = Duration::from_secs(5);
+
+/// Caches of the objects the operator manages (label `weft.dev/managed-by=weft`).
+#[derive(Clone)]
+pub struct ManagedStores {
+    /// ConfigMaps.
+    pub config_maps: Store<ConfigMap>,
+    /// Secrets (identity certificates and the CA).
+    pub secrets: Store<Secret>,
+    /// Roles.
+    pub roles: Store<Role>,
+    /// RoleBindings.
+    pub role_bindings: Store<RoleBinding>,
+}
+
+impl std::fmt::Debug for ManagedStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedStores").finish_non_exhaustive()
+    }
+}
+
+/// What one apply did.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// API writes made.
+    pub writes: usize,
+    /// Errors (each logged).
+    pub errors: usize,
+    /// Earliest certificate renewal due.
+    pub next_renewal: Option<OffsetDateTime>,
+}
+
+/// ApiResource of an SMI/policy kind at its storage version.
+pub fn api_resource(kind: Kind) -> ApiResource {
+    let (group, version, k, plural) = kind.gvk();
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: k.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Writes renders to the cluster.
+pub struct Applier {
+    client: Client,
+    system_namespace: String,
+    recorder: Recorder,
+    metrics: Metrics,
+    ca: Mutex<Option<(String, Arc<CaState>)>>,
+    memo: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("system_namespace", &self.system_namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn at<K: Resource<DynamicType = ()>>(ns: &str, name: &str) -> ObjectRef<K> {
+    ObjectRef::new(name).within(ns)
+}
+
+fn memo_key(kind: &str, ns: &str, name: &str) -> String {
+    format!("{kind}/{ns}/{name}")
+}
+
+impl Applier {
+    /// A new applier; `instance` names this replica in Events.
+    pub fn new(client: Client, system_namespace: &str, instance: &str, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: "weft-operator".into(),
+            instance: Some(instance.into()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            system_namespace: system_namespace.into(),
+            metrics,
+            ca: Mutex::new(None),
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn memo_says(&self, key: &str, hash: &str) -> bool {
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.get(key)
+            .is_some_and(|(h, at)| h == hash && at.elapsed() < MEMO_TTL)
+    }
+
+    fn memo_get(&self, key: &str) -> Option<String> {
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.get(key)
+            .filter(|(_, at)| at.elapsed() < MEMO_TTL)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn remember(&self, key: String, hash: String) {
+        self.memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (hash, Instant::now()));
+    }
+
+    /// The CA from the cache (reloaded when the Secret changes), created if absent.
+    async fn ca(
+        &self,
+        secrets: &Store<Secret>,
+        trust_domain: &str,
+    ) -> Result<Arc<CaState>, store::StoreError> {
+        let cached = secrets.get(&ObjectRef::new(CA_SECRET).within(&self.system_namespace));
+        let version = cached
+            .as_ref()
+            .and_then(|s| s.metadata.resource_version.clone())
+            .unwrap_or_default();
+        if let Some((v, ca)) = self.ca.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && (*v == version || (cached.is_none() && !v.is_empty()))
+        {
+            return Ok(ca.clone());
+        }
+        let ca = Arc::new(match &cached {
+            Some(s) => store::ca_from_secret(s)?,
+            None => store::ensure_ca(&self.client, &self.system_namespace, trust_domain).await?,
+        });
+        *self.ca.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, ca.clone()));
+        Ok(ca)
+    }
+
+    async fn apply_obj<K>(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        obj: &K,
+        hash: &str,
+        cached: Option<Arc<K>>,
+    ) -> usize
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let key = memo_key(kind, ns, &name);
+        if cached.as_ref().and_then(|c| objects::hash_of(c.meta())) == Some(hash)
+            || self.memo_says(&key, hash)
+        {
+            return 0;
+        }
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(objects::FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(kind, namespace = ns, name = %name, "applied");
+                self.metrics.wrote(kind);
+                self.remember(key, hash.to_string());
+                1
+            }
+            Err(e) => {
+                tracing::warn!(kind, namespace = ns, name = %name, error = %e, "apply failed");
+                usize::MAX
+            }
+        }
+    }
+
+    /// Applies a render. `objects` are the cached SMI/policy objects (for status).
+    pub async fn apply(
+        &self,
+        out: &RenderOutput,
+        trust_domain: &str,
+        validity: Duration,
+        stores: &ManagedStores,
+        objects: &HashMap<ObjectKey, Arc<DynamicObject>>,
+    ) -> Outcome {
+        let mut o = Outcome::default();
+        let count = |r: usize, o: &mut Outcome| {
+            if r == usize::MAX {
+                o.errors += 1;
+            } else {
+                o.writes += r;
+            }
+        };
+        let ca = match self.ca(&stores.secrets, trust_domain).await {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                tracing::error!(error = %e, "mesh CA unavailable; certificates are not issued this round");
+                o.errors += 1;
+                None
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        for ((ns, sa), cfg) in &out.configs {
+            let cm = objects::config_map(ns, sa, cfg);
+            let name = objects::config_name(sa);
+            let h = objects::hash_of(&cm.metadata).unwrap_or_default().to_string();
+            count(
+                self.apply_obj("configmap", ns, &cm, &h, stores.config_maps.get(&at(ns, &name)))
+                    .await,
+                &mut o,
+            );
+            let role = objects::role(ns, sa, &cfg.owner_uid);
+            let h = objects::hash_of(&role.metadata).unwrap_or_default().to_string();
+            count(
+                self.apply_obj("role", ns, &role, &h, stores.roles.get(&at(ns, &name)))
+                    .await,
+                &mut o,
+            );
+            let rb = objects::role_binding(ns, sa, &cfg.owner_uid);
+            let h = objects::hash_of(&rb.metadata).unwrap_or_default().to_string();
+            count(
+                self.apply_obj(
+                    "rolebinding",
+                    ns,
+                    &rb,
+                    &h,
+                    stores.role_bindings.get(&at(ns, &name)),
+                )
+                .await,
+                &mut o,
+            );
+            if let Some(ca) = &ca {
+                let sid = spiffe_id(trust_domain, ns, sa);
+                let secret_name = format!("{IDENTITY_SECRET_PREFIX}{sa}");
+                let existing = stores.secrets.get(&at(ns, &secret_name));
+                match store::decide(existing.as_deref(), ca, &sid, now) {
+                    CertDecision::Keep { renew_at } => {
+                        o.next_renewal = Some(o.next_renewal.map_or(renew_at, |n| n.min(renew_at)));
+                    }
+                    CertDecision::Issue(why) => {
+                        // A certificate issued moments ago may not be in the cache yet.
+                        let mkey = memo_key("secret", ns, &secret_name);
+                        let prefix = format!("{}|{}|{sid}|", ca.ca.fingerprint(), ca.bundle_hash());
+                        let recent = self.memo_get(&mkey).and_then(|v| {
+                            let unix = v.strip_prefix(&prefix)?.parse::<i64>().ok()?;
+                            OffsetDateTime::from_unix_timestamp(unix)
+                                .ok()
+                                .filter(|due| now < *due)
+                        });
+                        if let Some(due) = recent {
+                            o.next_renewal = Some(o.next_renewal.map_or(due, |n| n.min(due)));
+                            continue;
+                        }
+                        match ca.ca.issue(&sid, validity, now) {
+                            Ok(cert) => {
+                                let due = crate::certs::renewal_due(cert.not_before, cert.not_after);
+                                o.next_renewal = Some(o.next_renewal.map_or(due, |n| n.min(due)));
+                                let s = store::identity_secret(ns, sa, &cfg.owner_uid, ca, &sid, &cert);
+                                tracing::info!(namespace = %ns, service_account = %sa, reason = why, "issuing workload certificate");
+                                let r = self.apply_obj("secret", ns, &s, "", None).await;
+                                if r != usize::MAX {
+                                    self.remember(mkey, format!("{prefix}{}", due.unix_timestamp()));
+                                }
+                                count(r, &mut o);
+                            }
+                            Err(e) => {
+                                tracing::error!(namespace = %ns, service_account = %sa, error = %e, "issuing failed");
+                                o.errors += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let keep: BTreeSet<&IdentityKey> = out.configs.keys().chain(out.skipped.keys()).collect();
+        o.writes += self.cleanup(&keep, stores, &mut o.errors).await;
+        self.statuses(out, objects, &mut o).await;
+        o
+    }
+
+    async fn cleanup(
+        &self,
+        keep: &BTreeSet<&IdentityKey>,
+        stores: &ManagedStores,
+        errors: &mut usize,
+    ) -> usize {
+        let mut stale: Vec<(&'static str, String, String)> = Vec::new();
+        let orphan = |meta: &kube::api::ObjectMeta, prefix: &str| -> Option<(String, String)> {
+            let sa = meta.labels.as_ref()?.get(LABEL_IDENTITY)?.clone();
+            let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
+            (name == format!("{prefix}{sa}") && !keep.contains(&(ns.clone(), sa))).then_some((ns, name))
+        };
+        let prefix = objects::CONFIG_PREFIX;
+        stale.extend(
+            stores
+                .config_maps
+                .state()
+                .iter()
+                .filter_map(|c| orphan(&c.metadata, prefix))
+                .map(|(n, m)| ("configmap", n, m)),
+        );
+        stale.extend(
+            stores
+                .roles
+                .state()
+                .iter()
+                .filter_map(|c| orphan(&c.metadata, prefix))
+                .map(|(n, m)| ("role", n, m)),
+        );
+        stale.extend(
+            stores
+                .role_bindings
+                .state()
+                .iter()
+                .filter_map(|c| orphan(&c.metadata, prefix))
+                .map(|(n, m)| ("rolebinding", n, m)),
+        );
+        stale.extend(
+            stores
+                .secrets
+                .state()
+                .iter()
+                .filter_map(|c| orphan(&c.metadata, IDENTITY_SECRET_PREFIX))
+                .map(|(n, m)| ("secret", n, m)),
+        );
+        let mut writes = 0;
+        for (kind, ns, name) in stale {
+            let dp = DeleteParams::default();
+            let r = match kind {
+                "configmap" => Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
+                    .delete(&name, &dp)
+                    .await
+                    .map(|_| ()),
+                "role" => Api::<Role>::namespaced(self.client.clone(), &ns)
+                    .delete(&name, &dp)
+                    .await
+                    .map(|_| ()),
+                "rolebinding" => Api::<RoleBinding>::namespaced(self.client.clone(), &ns)
+                    .delete(&name, &dp)
+                    .await
+                    .map(|_| ()),
+                _ => Api::<Secret>::namespaced(self.client.clone(), &ns)
+                    .delete(&name, &dp)
+                    .await
+                    .map(|_| ()),
+            };
+            let r = match r {
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                other => other,
+            };
+            match r {
+                Ok(()) => {
+                    tracing::info!(kind, namespace = %ns, name = %name, "deleted: identity left the mesh");
+                    self.metrics.wrote("delete");
+                    writes += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(kind, namespace = %ns, name = %name, error = %e, "delete failed");
+                    *errors += 1;
+                }
+            }
+        }
+        writes
+    }
+
+    async fn statuses(
+        &self,
+        out: &RenderOutput,
+        objects: &HashMap<ObjectKey, Arc<DynamicObject>>,
+        o: &mut Outcome,
+    ) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        for (key, report) in &out.reports {
+            let Some(obj) = objects.get(key) else { continue };
+            let Some(change) = status::diff(obj.data.get("status"), report, now.clone()) else {
+                continue;
+            };
+            let memo = crate::operator::render::content_hash(change.status.to_string().as_bytes());
+            let mkey = memo_key("status", &key.namespace, &format!("{:?}/{}", key.kind, key.name));
+            let ar = api_resource(key.kind);
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
+            let body = serde_json::json!({"status": change.status});
+            if self.memo_says(&mkey, &memo) {
+                continue;
+            }
+            match api
+                .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => {
+                    o.writes += 1;
+                    self.metrics.wrote("status");
+                    self.remember(mkey, memo);
+                }
+                Err(e) => {
+                    tracing::warn!(kind = ar.kind, namespace = %key.namespace, name = %key.name, error = %e, "status update failed");
+                    o.errors += 1;
+                    continue;
+                }
+            }
+            let reference = ObjectReference {
+                api_version: Some(ar.api_version.clone()),
+                kind: Some(ar.kind.clone()),
+                name: Some(obj.name_any()),
+                namespace: Some(key.namespace.clone()),
+                uid: obj.metadata.uid.clone(),
+                ..ObjectReference::default()
+            };
+            for (ty, v) in change.transitions {
+                let ev = Event {
+                    type_: if v.ok {
+                        EventType::Normal
+                    } else {
+                        EventType::Warning
+                    },
+                    reason: v.reason.clone(),
+                    note: Some(
+                        format!("{ty}={}: {}", if v.ok { "True" } else { "False" }, v.message)
+                            .chars()
+                            .take(1000)
+                            .collect(),
+                    ),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                match self.recorder.publish(&ev, &reference).await {
+                    Ok(()) => self.metrics.wrote("event"),
+                    Err(e) => tracing::warn!(name = %key.name, error = %e, "event publish failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The desired per-identity objects, built purely from a render: the proxy
+//! ConfigMap `weft-proxy-<sa>` and a Role/RoleBinding letting the identity read
+//! only that ConfigMap. Each carries a content hash annotation so unchanged
+//! content is never written again.
+
+use crate::certs::store::{LABEL_IDENTITY, LABEL_MANAGED_BY, MANAGED_BY, sa_owner};
+use crate::operator::render::{RenderedConfig, content_hash};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::ObjectMeta;
+use std::collections::BTreeMap;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "weft-operator";
+/// Annotation holding the hash of an object's managed content.
+pub const ANN_CONFIG_HASH: &str = "weft.dev/config-hash";
+/// Prefix of ConfigMap, Role and RoleBinding names.
+pub const CONFIG_PREFIX: &str = "weft-proxy-";
+
+/// `weft-proxy-<sa>`.
+pub fn config_name(service_account: &str) -> String {
+    format!("{CONFIG_PREFIX}{service_account}")
+}
+
+fn meta(namespace: &str, sa: &str, owner_uid: &str, hash: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(config_name(sa)),
+        namespace: Some(namespace.into()),
+        labels: Some(
+            [
+                (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+                (LABEL_IDENTITY.to_string(), sa.to_string()),
+            ]
+            .into(),
+        ),
+        annotations: Some([(ANN_CONFIG_HASH.to_string(), hash)].into()),
+        owner_references: Some(vec![sa_owner(sa, owner_uid)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The proxy ConfigMap (key [`weft_proxy_config::CONFIG_KEY`]).
+pub fn config_map(namespace: &str, sa: &str, rendered: &RenderedConfig) -> ConfigMap {
+    let hash = content_hash(format!("{}|{}", rendered.hash, rendered.owner_uid).as_bytes());
+    ConfigMap {
+        metadata: meta(namespace, sa, &rendered.owner_uid, hash),
+        data: Some(BTreeMap::from([(
+            weft_proxy_config::CONFIG_KEY.to_string(),
+            rendered.json.clone(),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Role: get/list/watch on exactly the identity's ConfigMap.
+pub fn role(namespace: &str, sa: &str, owner_uid: &str) -> Role {
+    let rules = vec![PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["configmaps".into()]),
+        resource_names: Some(vec![config_name(sa)]),
+        verbs: vec!["get".into(), "list".into(), "watch".into()],
+        non_resource_urls: None,
+    }];
+    let hash = content_hash(
+        format!(
+            "{}|{owner_uid}",
+            serde_json::to_string(&rules).unwrap_or_default()
+        )
+        .as_bytes(),
+    );
+    Role {
+        metadata: meta(namespace, sa, owner_uid, hash),
+        rules: Some(rules),
+    }
+}
+
+/// RoleBinding of [`role`] to the ServiceAccount.
+pub fn role_binding(namespace: &str, sa: &str, owner_uid: &str) -> RoleBinding {
+    let subjects = vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: sa.into(),
+        namespace: Some(namespace.into()),
+        api_group: None,
+    }];
+    let role_ref = RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: "Role".into(),
+        name: config_name(sa),
+    };
+    let hash = content_hash(
+        format!(
+            "{}|{}|{owner_uid}",
+            serde_json::to_string(&subjects).unwrap_or_default(),
+            role_ref.name
+        )
+        .as_bytes(),
+    );
+    RoleBinding {
+        metadata: meta(namespace, sa, owner_uid, hash),
+        role_ref,
+        subjects: Some(subjects),
+    }
+}
+
+/// The hash annotation of an object's metadata.
+pub fn hash_of(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(ANN_CONFIG_HASH)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_is_scoped_to_one_config_map() {
+        let r = role("shop", "frontend", "uid");
+        let rule = &r.rules.unwrap()[0];
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&["weft-proxy-frontend".to_string()][..])
+        );
+        assert_eq!(rule.verbs, ["get", "list", "watch"]);
+        assert_eq!(r.metadata.owner_references.unwrap()[0].kind, "ServiceAccount");
+        let b = role_binding("shop", "frontend", "uid");
+        assert_eq!(b.role_ref.name, "weft-proxy-frontend");
+        assert_ne!(
+            hash_of(&b.metadata),
+            hash_of(&role_binding("shop", "frontend", "uid2").metadata)
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The controller runtime: kube-runtime reflectors for every input (and for the
+//! objects the operator manages), a debounced global re-render on any change,
+//! leader election (only the leader writes), certificate-renewal wake-ups and a
+//! periodic resync. Runs as a library call with a `kube::Client`, so tests run
+//! it in-process.
+
+use super::apply::{Applier, ManagedStores, api_resource};
+use super::leader::{self, LeaseConfig};
+use super::metrics::{Metrics, ResultLabel};
+use super::render::render;
+use super::snapshot::{self, Caches};
+use super::state::{Kind, ObjectKey};
+use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace holding the CA Secret and the leader Lease.
+    pub system_namespace: String,
+    /// This replica's name (Events, Lease holder).
+    pub instance: String,
+    /// Quiet time after a change before re-rendering.
+    pub debounce: Duration,
+    /// Full reconcile at least this often.
+    pub resync: Duration,
+    /// Leader election; `None` = always leader (single replica, tests).
+    pub lease: Option<LeaseConfig>,
+}
+
+impl Options {
+    /// Defaults for `system_namespace` and `instance`: 75 ms debounce, 5 min
+    /// resync, leader election with the default Lease.
+    pub fn new(system_namespace: &str, instance: &str) -> Self {
+        Self {
+            system_namespace: system_namespace.into(),
+            instance: instance.into(),
+            debounce: Duration::from_millis(75),
+            resync: Duration::from_secs(300),
+            lease: Some(LeaseConfig::new(system_namespace, instance)),
+        }
+    }
+}
+
+/// Shared handles: metrics and readiness (caches synced).
+#[derive(Debug, Clone, Default)]
+pub struct Handles {
+    /// Operator metrics.
+    pub metrics: Metrics,
+    /// True once every cache has synced.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Aborts the spawned watch tasks when the operator stops.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn drive<K, S>(tasks: &mut Tasks, stream: S, notify: Arc<Notify>)
+where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Send + 'static,
+{
+    tasks.0.push(tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(_) => notify.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "watch error (retrying with backoff)"),
+            }
+        }
+    }));
+}
+
+fn typed<K>(tasks: &mut Tasks, api: Api<K>, cfg: watcher::Config, notify: &Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff()).modify(|o| {
+        o.meta_mut().managed_fields = None;
+    });
+    drive(tasks, stream, notify.clone());
+    store
+}
+
+fn dynamic(
+    tasks: &mut Tasks,
+    api: Api<DynamicObject>,
+    ar: &ApiResource,
+    notify: &Arc<Notify>,
+) -> Store<DynamicObject> {
+    let writer = reflector::store::Writer::new(ar.clone());
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    drive(tasks, stream, notify.clone());
+    store
+}
+
+struct Inputs {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    pods: Store<Pod>,
+    service_accounts: Store<ServiceAccount>,
+    objects: Vec<(Kind, Store<DynamicObject>)>,
+    mesh_configs: Store<DynamicObject>,
+    managed: ManagedStores,
+}
+
+impl Inputs {
+    fn start(client: &Client, tasks: &mut Tasks, notify: &Arc<Notify>) -> Self {
+        let all = watcher::Config::default();
+        let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        let objects = Kind::ALL
+            .iter()
+            .map(|k| {
+                let ar = api_resource(*k);
+                (
+                    *k,
+                    dynamic(tasks, Api::all_with(client.clone(), &ar), &ar, notify),
+                )
+            })
+            .collect();
+        let mesh_ar = ApiResource {
+            group: "policy.weft.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "policy.weft.dev/v1alpha1".into(),
+            kind: "MeshConfig".into(),
+            plural: "meshconfigs".into(),
+        };
+        Self {
+            services: typed(tasks, Api::all(client.clone()), all.clone(), notify),
+            slices: typed(tasks, Api::all(client.clone()), all.clone(), notify),
+            pods: typed(tasks, Api::all(client.clone()), all.clone(), notify),
+            service_accounts: typed(tasks, Api::all(client.clone()), all, notify),
+            objects,
+            mesh_configs: dynamic(tasks, Api::all_with(client.clone(), &mesh_ar), &mesh_ar, notify),
+            managed: ManagedStores {
+                config_maps: typed::<ConfigMap>(tasks, Api::all(client.clone()), managed.clone(), notify),
+                secrets: typed::<Secret>(tasks, Api::all(client.clone()), managed.clone(), notify),
+                roles: typed::<Role>(tasks, Api::all(client.clone()), managed.clone(), notify),
+                role_bindings: typed::<RoleBinding>(tasks, Api::all(client.clone()), managed, notify),
+            },
+        }
+    }
+
+    async fn wait_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.services.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.service_accounts.wait_until_ready().await?;
+        for (_, s) in &self.objects {
+            s.wait_until_ready().await?;
+        }
+        self.mesh_configs.wait_until_ready().await?;
+        self.managed.config_maps.wait_until_ready().await?;
+        self.managed.secrets.wait_until_ready().await?;
+        self.managed.roles.wait_until_ready().await?;
+        self.managed.role_bindings.wait_until_ready().await
+    }
+
+    fn caches(&self) -> (Caches, HashMap<ObjectKey, Arc<DynamicObject>>) {
+        let mut by_key = HashMap::new();
+        let objects = self
+            .objects
+            .iter()
+            .map(|(k, s)| {
+                let list = s.state();
+                for o in &list {
+                    if let (Some(ns), Some(name)) = (o.metadata.namespace.clone(), o.metadata.name.clone()) {
+                        by_key.insert(
+                            ObjectKey {
+                                kind: *k,
+                                namespace: ns,
+                                name,
+                            },
+                            o.clone(),
+                        );
+                    }
+                }
+                (*k, list)
+            })
+            .collect();
+        let caches = Caches {
+            services: self.services.state(),
+            slices: self.slices.state(),
+            pods: self.pods.state(),
+            service_accounts: self.service_accounts.state(),
+            objects,
+            mesh_configs: self.mesh_configs.state(),
+        };
+        (caches, by_key)
+    }
+}
+
+/// Runs the operator until `shutdown` resolves (then releases the lease).
+/// Dropping the future (task abort) stops everything too, like a crash.
+pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl Future<Output = ()>) {
+    let notify = Arc::new(Notify::new());
+    let mut tasks = Tasks(Vec::new());
+    let inputs = Inputs::start(&client, &mut tasks, &notify);
+    let (leader_tx, mut leader_rx) = watch::channel(opts.lease.is_none());
+    if let Some(cfg) = opts.lease.clone() {
+        tasks
+            .0
+            .push(tokio::spawn(leader::run(client.clone(), cfg, leader_tx)));
+    }
+    let applier = Applier::new(
+        client.clone(),
+        &opts.system_namespace,
+        &opts.instance,
+        handles.metrics.clone(),
+    );
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        r = inputs.wait_ready() => if r.is_err() { return },
+        () = &mut shutdown => return,
+    }
+    handles.ready.store(true, Ordering::SeqCst);
+    tracing::info!(instance = %opts.instance, "operator caches synced");
+    let mut wake = Instant::now();
+    loop {
+        let leading = *leader_rx.borrow_and_update();
+        handles.metrics.leader.set(i64::from(leading));
+        if leading {
+            tokio::time::sleep(opts.debounce).await;
+            wake = reconcile(&inputs, &applier, &handles.metrics, opts.resync).await;
+        }
+        tokio::select! {
+            () = notify.notified() => {}
+            r = leader_rx.changed() => if r.is_err() { /* no elector: stay as is */ },
+            () = tokio::time::sleep_until(wake.into()) => {}
+            () = &mut shutdown => break,
+        }
+    }
+    if let Some(cfg) = &opts.lease {
+        leader::release(client, cfg).await;
+    }
+}
+
+/// One global render + apply; returns when to run again at the latest.
+async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync: Duration) -> Instant {
+    let started = Instant::now();
+    let (caches, objects) = inputs.caches();
+    let (state, validity) = snapshot::cluster_state(&caches);
+    let out = render(&state);
+    let sizes: Vec<usize> = out.configs.values().map(|c| c.json.len()).collect();
+    metrics
+        .config_bytes_max
+        .set(sizes.iter().copied().max().unwrap_or(0) as i64);
+    metrics.config_bytes_total.set(sizes.iter().sum::<usize>() as i64);
+    metrics.identities.set(out.configs.len() as i64);
+    let outcome = applier
+        .apply(
+            &out,
+            &state.mesh.trust_domain,
+            validity,
+            &inputs.managed,
+            &objects,
+        )
+        .await;
+    let elapsed = started.elapsed();
+    metrics.reconcile_duration.observe(elapsed.as_secs_f64());
+    let result = if outcome.errors == 0 { "success" } else { "error" };
+    metrics.reconciles.get_or_create(&ResultLabel { result }).inc();
+    tracing::debug!(
+        identities = out.configs.len(),
+        writes = outcome.writes,
+        errors = outcome.errors,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "reconciled"
+    );
+    let mut next = Instant::now()
+        + if outcome.errors > 0 {
+            Duration::from_secs(2)
+        } else {
+            resync
+        };
+    if let Some(due) = outcome.next_renewal {
+        let secs = (due - time::OffsetDateTime::now_utc()).as_seconds_f64().max(0.0);
+        next = next.min(Instant::now() + Duration::from_secs_f64(secs) + Duration::from_millis(50));
+    }
+    next
+}

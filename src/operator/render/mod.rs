@@ -1,0 +1,234 @@
+//! The renderer: a pure, deterministic function from [`ClusterState`] to one
+//! validated [`ProxyConfig`] per workload identity (namespace + ServiceAccount
+//! with meshed pods) plus `Accepted`/`ResolvedRefs` reports for every SMI and
+//! policy object. Bad input is reported and skipped; it never blocks other
+//! objects, and a config that fails [`ProxyConfig::validate`] is never emitted.
+//!
+//! Scoping: in `smi` access mode an identity's config lists only the services it
+//! can use — services without meshed endpoints, services whose endpoints run as
+//! an identity that a TrafficTarget lets it call (or as itself), plus the split
+//! backends and fallbacks those need. Anything else would be refused by the
+//! destination's sidecar anyway. In `permissive` mode every service is listed.
+
+pub mod inbound;
+pub mod policy;
+pub mod report;
+pub mod routes;
+pub mod services;
+pub mod split;
+
+#[cfg(test)]
+mod tests;
+
+use crate::operator::state::{ClusterState, ObjectKey, PodInfo, spiffe_id};
+pub use inbound::IdentityKey;
+pub use report::{CondValue, ObjectReport, Reports};
+use sha2::Digest;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use weft_proxy_config::{AccessMode, Identity, Inbound, MeshSettings, ProxyConfig, SCHEMA_VERSION, Service};
+
+/// Largest payload written into a ConfigMap (the API server refuses ConfigMaps
+/// over 1 MiB; the rest is headroom for metadata).
+pub const MAX_CONFIG_BYTES: usize = 1_000_000;
+
+/// One identity's rendered config.
+#[derive(Debug, Clone)]
+pub struct RenderedConfig {
+    /// The validated config.
+    pub config: ProxyConfig,
+    /// Its canonical JSON (the ConfigMap payload).
+    pub json: String,
+    /// Hex SHA-256 of `json` (the `weft.dev/config-hash` annotation).
+    pub hash: String,
+    /// UID of the ServiceAccount (owner of the ConfigMap).
+    pub owner_uid: String,
+}
+
+/// Everything one render produces.
+#[derive(Debug, Default)]
+pub struct RenderOutput {
+    /// Configs per `(namespace, serviceaccount)`.
+    pub configs: BTreeMap<IdentityKey, RenderedConfig>,
+    /// Conditions per SMI/policy object.
+    pub reports: BTreeMap<ObjectKey, ObjectReport>,
+    /// Identities with meshed pods that got no config, and why.
+    pub skipped: BTreeMap<IdentityKey, String>,
+}
+
+/// Hex SHA-256 of a payload.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Renders every identity's config and every object's report.
+pub fn render(state: &ClusterState) -> RenderOutput {
+    let td = state.mesh.trust_domain.as_str();
+    let mut reports = Reports::default();
+    let index = services::Index::new(state);
+    let mut shared = services::build(&index, td);
+    let routes = routes::build(state, &mut reports);
+    split::apply(state, &routes, &mut shared, &mut reports);
+    policy::apply_breakers(state, &mut shared, &mut reports);
+    let retries = policy::resolve_retries(state, &shared, &mut reports);
+    let grants = inbound::build(state, &routes, td, &mut reports);
+
+    let mut identities: BTreeMap<IdentityKey, Vec<&PodInfo>> = BTreeMap::new();
+    for p in &state.meshed_pods {
+        identities
+            .entry((p.namespace.clone(), p.service_account.clone()))
+            .or_default()
+            .push(p);
+    }
+    let owners: BTreeMap<(&str, &str), &str> = state
+        .service_accounts
+        .iter()
+        .map(|sa| ((sa.namespace.as_str(), sa.name.as_str()), sa.uid.as_str()))
+        .collect();
+    let scope = Scope::new(&shared, state.mesh.access_mode == AccessMode::Permissive);
+    let mesh = MeshSettings {
+        trust_domain: td.to_string(),
+        access_mode: state.mesh.access_mode,
+        mtls_mode: state.mesh.mtls_mode,
+    };
+
+    let mut out = RenderOutput::default();
+    for (id, pods) in identities {
+        let Some(owner) = owners.get(&(id.0.as_str(), id.1.as_str())).map(|o| o.to_string()) else {
+            out.skipped.insert(id, "its ServiceAccount does not exist".into());
+            continue;
+        };
+        let me = spiffe_id(td, &id.0, &id.1);
+        let mut services: BTreeMap<String, Service> = scope
+            .for_identity(&id, &me, &grants)
+            .into_iter()
+            .map(|k| (k.clone(), shared[k].clone()))
+            .collect();
+        for (dest, policy) in policy::retries_for(&retries, &id.0, &id.1) {
+            if let Some(svc) = services.get_mut(dest) {
+                svc.retry = Some(policy.clone());
+            }
+        }
+        let mut grants_for_me = grants.by_destination.get(&id).cloned().unwrap_or_default();
+        grants_for_me.sort_by(|a, b| a.source.cmp(&b.source));
+        let config = ProxyConfig {
+            schema_version: SCHEMA_VERSION,
+            identity: Identity {
+                namespace: id.0.clone(),
+                service_account: id.1.clone(),
+                spiffe_id: me,
+            },
+            mesh: mesh.clone(),
+            services,
+            inbound: Inbound {
+                ports: inbound::ports(&pods),
+                grants: grants_for_me,
+            },
+        };
+        if let Err(e) = config.validate() {
+            tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");
+            out.skipped.insert(id, e.to_string());
+            continue;
+        }
+        match config.to_json() {
+            Ok(json) if json.len() > MAX_CONFIG_BYTES => {
+                tracing::error!(namespace = %id.0, service_account = %id.1, bytes = json.len(), "rendered config exceeds the ConfigMap limit; not emitted");
+                out.skipped.insert(
+                    id,
+                    format!(
+                        "config is {} bytes, over the {MAX_CONFIG_BYTES}-byte limit",
+                        json.len()
+                    ),
+                );
+            }
+            Ok(json) => {
+                let hash = content_hash(json.as_bytes());
+                out.configs.insert(
+                    id,
+                    RenderedConfig {
+                        config,
+                        json,
+                        hash,
+                        owner_uid: owner,
+                    },
+                );
+            }
+            Err(e) => {
+                out.skipped.insert(id, format!("serializing: {e}"));
+            }
+        }
+    }
+    out.reports = reports.finish();
+    out
+}
+
+/// Which services each identity's config lists.
+struct Scope<'a> {
+    all: bool,
+    /// Service key → SPIFFE IDs of its meshed endpoints.
+    endpoint_ids: BTreeMap<&'a String, BTreeSet<&'a str>>,
+    /// Service key → keys it depends on (split backends, fallback).
+    deps: BTreeMap<&'a String, Vec<&'a String>>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(shared: &'a BTreeMap<String, Service>, all: bool) -> Self {
+        let mut endpoint_ids = BTreeMap::new();
+        let mut deps = BTreeMap::new();
+        for (key, svc) in shared {
+            let ids: BTreeSet<&str> = svc
+                .ports
+                .iter()
+                .flat_map(|p| p.endpoints.iter().filter_map(|e| e.identity.as_deref()))
+                .collect();
+            endpoint_ids.insert(key, ids);
+            let mut d: Vec<&String> = Vec::new();
+            if let Some(split) = &svc.split {
+                d.extend(
+                    split
+                        .backends
+                        .iter()
+                        .filter_map(|b| shared.get_key_value(&b.service).map(|(k, _)| k)),
+                );
+            }
+            if let Some(weft_proxy_config::Fallback::Service { service }) =
+                svc.circuit_breaker.as_ref().and_then(|c| c.fallback.as_ref())
+            {
+                d.extend(shared.get_key_value(service).map(|(k, _)| k));
+            }
+            deps.insert(key, d);
+        }
+        Self {
+            all,
+            endpoint_ids,
+            deps,
+        }
+    }
+
+    fn for_identity(&self, id: &IdentityKey, me: &str, grants: &inbound::Grants) -> BTreeSet<&'a String> {
+        if self.all {
+            return self.endpoint_ids.keys().copied().collect();
+        }
+        let td_prefix = me.split("/ns/").next().unwrap_or_default();
+        let allowed: HashSet<String> = grants
+            .allowed
+            .iter()
+            .filter(|(src, _)| src == id)
+            .map(|(_, (dns, dsa))| format!("{td_prefix}/ns/{dns}/sa/{dsa}"))
+            .collect();
+        let mut set: BTreeSet<&'a String> = self
+            .endpoint_ids
+            .iter()
+            .filter(|(_, ids)| ids.is_empty() || ids.iter().any(|i| *i == me || allowed.contains(*i)))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut stack: Vec<&'a String> = set.iter().copied().collect();
+        while let Some(k) = stack.pop() {
+            for d in self.deps.get(k).into_iter().flatten() {
+                if set.insert(d) {
+                    stack.push(d);
+                }
+            }
+        }
+        set
+    }
+}

@@ -1,0 +1,272 @@
+//! The operator's input as plain data: a snapshot of the cluster objects that
+//! matter for rendering, already reduced to the fields the renderer reads. Built
+//! from the reflector caches by [`super::snapshot`], or directly by tests and
+//! benchmarks. No I/O, no kube client.
+
+use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
+use crate::api::specs::HttpMatch as ApiHttpMatch;
+use crate::api::split::SplitView;
+use std::net::IpAddr;
+use weft_proxy_config::{AccessMode, MtlsMode};
+
+/// Default SPIFFE trust domain.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// Everything [`super::render::render`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterState {
+    /// Mesh-wide settings (from MeshConfig `default`).
+    pub mesh: MeshInput,
+    /// Services (ExternalName services may be left out).
+    pub services: Vec<ServiceInfo>,
+    /// EndpointSlices, each tied to its service by the `kubernetes.io/service-name` label.
+    pub endpoint_slices: Vec<SliceInfo>,
+    /// Pods carrying the `weft.dev/injected` annotation.
+    pub meshed_pods: Vec<PodInfo>,
+    /// ServiceAccounts (configs are owned by them).
+    pub service_accounts: Vec<ServiceAccountInfo>,
+    /// TrafficSplits (any served version), normalised.
+    pub splits: Vec<Input<SplitView>>,
+    /// TrafficTargets.
+    pub traffic_targets: Vec<Input<TargetInput>>,
+    /// HTTPRouteGroups (their matches).
+    pub route_groups: Vec<Input<Vec<ApiHttpMatch>>>,
+    /// TCPRoutes (their ports; empty = every port).
+    pub tcp_routes: Vec<Input<Vec<u16>>>,
+    /// Retry policies.
+    pub retries: Vec<Input<RetrySpec>>,
+    /// CircuitBreaker policies.
+    pub circuit_breakers: Vec<Input<CircuitBreakerSpec>>,
+}
+
+/// Mesh-wide settings with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshInput {
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Inbound authorization mode.
+    pub access_mode: AccessMode,
+    /// Whether plaintext is accepted inbound.
+    pub mtls_mode: MtlsMode,
+}
+
+impl Default for MeshInput {
+    fn default() -> Self {
+        Self {
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            access_mode: AccessMode::Smi,
+            mtls_mode: MtlsMode::Strict,
+        }
+    }
+}
+
+/// The SMI or weft kinds the operator reports status on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `split.smi-spec.io` TrafficSplit.
+    TrafficSplit,
+    /// `access.smi-spec.io` TrafficTarget.
+    TrafficTarget,
+    /// `specs.smi-spec.io` HTTPRouteGroup.
+    HttpRouteGroup,
+    /// `specs.smi-spec.io` TCPRoute.
+    TcpRoute,
+    /// `policy.weft.dev` Retry.
+    Retry,
+    /// `policy.weft.dev` CircuitBreaker.
+    CircuitBreaker,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Kind; 6] = [
+        Kind::TrafficSplit,
+        Kind::TrafficTarget,
+        Kind::HttpRouteGroup,
+        Kind::TcpRoute,
+        Kind::Retry,
+        Kind::CircuitBreaker,
+    ];
+
+    /// `(group, storage version, kind, plural)`.
+    pub fn gvk(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Kind::TrafficSplit => ("split.smi-spec.io", "v1alpha4", "TrafficSplit", "trafficsplits"),
+            Kind::TrafficTarget => (
+                "access.smi-spec.io",
+                "v1alpha3",
+                "TrafficTarget",
+                "traffictargets",
+            ),
+            Kind::HttpRouteGroup => (
+                "specs.smi-spec.io",
+                "v1alpha4",
+                "HTTPRouteGroup",
+                "httproutegroups",
+            ),
+            Kind::TcpRoute => ("specs.smi-spec.io", "v1alpha4", "TCPRoute", "tcproutes"),
+            Kind::Retry => ("policy.weft.dev", "v1alpha1", "Retry", "retries"),
+            Kind::CircuitBreaker => ("policy.weft.dev", "v1alpha1", "CircuitBreaker", "circuitbreakers"),
+        }
+    }
+}
+
+/// Which object a status report is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// One SMI/policy object: identity, generation and its parsed spec, or why it
+/// could not be read (reported, never fatal).
+#[derive(Debug, Clone)]
+pub struct Input<T> {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The parsed spec, or the parse error.
+    pub spec: Result<T, String>,
+}
+
+impl<T> Input<T> {
+    /// A readable object.
+    pub fn ok(namespace: &str, name: &str, spec: T) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            generation: Some(1),
+            spec: Ok(spec),
+        }
+    }
+}
+
+/// A TrafficTarget, tolerant of v1alpha2 (destination port) and v1alpha3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInput {
+    /// Destination identity `(namespace, serviceaccount)`.
+    pub destination: (String, String),
+    /// v1alpha2 destination port, if set.
+    pub destination_port: Option<u16>,
+    /// Source identities `(namespace, serviceaccount)`.
+    pub sources: Vec<(String, String)>,
+    /// Rules.
+    pub rules: Vec<TargetRule>,
+}
+
+/// One TrafficTarget rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRule {
+    /// `HTTPRouteGroup`, `TCPRoute` or `UDPRoute`.
+    pub kind: String,
+    /// Route object name (in the TrafficTarget's namespace).
+    pub name: String,
+    /// Match names (absent = all).
+    pub matches: Option<Vec<String>>,
+}
+
+/// A Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// ClusterIPs (empty for headless).
+    pub cluster_ips: Vec<IpAddr>,
+    /// TCP ports.
+    pub ports: Vec<ServicePortInfo>,
+}
+
+/// A Service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePortInfo {
+    /// Port name (`None` or empty for a single unnamed port).
+    pub name: Option<String>,
+    /// Service port number.
+    pub port: u16,
+    /// `appProtocol`.
+    pub app_protocol: Option<String>,
+}
+
+/// An EndpointSlice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Service it belongs to (`kubernetes.io/service-name` label).
+    pub service: String,
+    /// Ports (name must equal the service port name).
+    pub ports: Vec<SlicePortInfo>,
+    /// Endpoints.
+    pub endpoints: Vec<SliceEndpoint>,
+}
+
+/// An EndpointSlice port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlicePortInfo {
+    /// Name (matches the service port name).
+    pub name: Option<String>,
+    /// Target port number.
+    pub port: u16,
+}
+
+/// An EndpointSlice endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceEndpoint {
+    /// Addresses.
+    pub addresses: Vec<IpAddr>,
+    /// `conditions.ready` (absent = ready).
+    pub ready: bool,
+    /// Zone.
+    pub zone: Option<String>,
+    /// Pod name from `targetRef` (kind Pod).
+    pub pod: Option<String>,
+}
+
+/// A meshed pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// ServiceAccount (`default` if unset).
+    pub service_account: String,
+    /// Pod IPs (may be empty before scheduling).
+    pub ips: Vec<IpAddr>,
+    /// TCP container ports of app containers (not the mesh's own).
+    pub ports: Vec<ContainerPortInfo>,
+}
+
+/// A container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPortInfo {
+    /// Port name.
+    pub name: Option<String>,
+    /// Port number.
+    pub port: u16,
+}
+
+/// A ServiceAccount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID (for owner references).
+    pub uid: String,
+}
+
+/// `spiffe://<td>/ns/<ns>/sa/<sa>`.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
