@@ -53,4 +53,8 @@ test: deps kube-bins lint ## The full suite: lint, unit, component, real control
 bench-operator: ## Criterion bench: render 1,000 services / 10,000 endpoints / 200 identities
 	$(CARGO) bench -p weft-controller --bench render
 
+.PHONY: bench-webhook
+bench-webhook: ## Admission latency: 2,000 AdmissionReviews at 200/s over TLS (p50/p99)
+	$(CARGO) test -p weft-controller --release --lib webhook::server::tests::bench_admission_latency -- --ignored --nocapture
+
 -include mk/*.mk
