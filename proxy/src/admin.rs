@@ -1,10 +1,13 @@
-//! The admin server (:15020): `/live`, `/ready`, `/metrics` (Prometheus text)
-//! and `/config` (the config in force as JSON; it holds no secrets — keys and
-//! certificates never enter the config document).
+//! The admin server (:15020): `/live`, `/ready`, `/metrics` (Prometheus text),
+//! `/config` (the config in force as JSON; it holds no secrets — keys and
+//! certificates never enter the config document) and `/breakers` (circuit
+//! breaker, outlier, pool and retry-budget state per service), plus the app
+//! probes rewritten by the injector (`/app-probe/...`, see [`crate::probes`]).
 
 use crate::conf::ConfigStore;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
+use crate::probes::AppProbes;
 use crate::ready::Readiness;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -23,6 +26,7 @@ pub struct Admin {
     pub store: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub probes: AppProbes,
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -36,6 +40,18 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 }
 
 impl Admin {
+    /// Answers one admin request, running an app probe when the path is one.
+    pub async fn handle<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if req.method() == Method::GET && path.starts_with("/app-probe/") {
+            return match self.probes.run(path).await {
+                Some(status) => text(status, "text/plain", format!("{}\n", status.as_u16())),
+                None => text(StatusCode::NOT_FOUND, "text/plain", "no such probe\n"),
+            };
+        }
+        self.respond(req)
+    }
+
     /// Answers one admin request.
     pub fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -63,6 +79,14 @@ impl Admin {
                     "no config loaded\n",
                 ),
             },
+            "/breakers" => {
+                let view =
+                    crate::resilience::view::render(self.store.resilience(), tokio::time::Instant::now());
+                match serde_json::to_string_pretty(&view) {
+                    Ok(json) => text(StatusCode::OK, "application/json", json),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+                }
+            }
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
     }
@@ -85,8 +109,8 @@ pub async fn run(listener: TcpListener, admin: Admin, drain: Drain) {
         let admin = admin.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = admin.respond(&req);
-                async move { Ok::<_, Infallible>(resp) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(&req).await) }
             });
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
@@ -111,6 +135,7 @@ mod tests {
             store: Arc::clone(&store),
             metrics,
             readiness,
+            probes: AppProbes::default(),
         };
         let get = |p: &str| admin.respond(&Request::get(p).body(()).unwrap()).status();
         assert_eq!(get("/live"), 200);
@@ -126,6 +151,7 @@ mod tests {
         assert_eq!(get("/ready"), 200);
         assert_eq!(get("/config"), 200);
         assert_eq!(get("/metrics"), 200);
+        assert_eq!(get("/breakers"), 200);
         assert_eq!(get("/nope"), 404);
     }
 }

@@ -3,13 +3,17 @@
 //! binary (`src/init/`).
 
 pub mod admin;
+pub mod authz;
 pub mod conf;
 pub mod drain;
 pub mod endpoint;
 pub mod lb;
 pub mod metrics;
 pub mod net;
+pub mod probes;
 pub mod proxy;
 pub mod ready;
+pub mod resilience;
 pub mod routing;
 pub mod run;
+pub mod tls;

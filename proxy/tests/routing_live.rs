@@ -103,18 +103,11 @@ async fn header_route_sends_jason_to_v2() {
 #[tokio::test]
 async fn endpoint_removal_takes_effect_on_swap() {
     let (a, b) = (http_backend("a").await, http_backend("b").await);
-    let p = proxy(
-        &[APEX],
-        &[],
-        &config(vec![service(
-            "web",
-            "198.19.0.10",
-            80,
-            "http1",
-            &[a.addr, b.addr],
-        )]),
-    )
-    .await;
+    // Round robin: least-request would (correctly) stick to whichever endpoint
+    // answers faster than the 1 ms assumed for an untried one.
+    let (k, mut web) = service("web", "198.19.0.10", 80, "http1", &[a.addr, b.addr]);
+    web["loadBalancer"] = serde_json::json!({"kind": "roundRobin"});
+    let p = proxy(&[APEX], &[], &config(vec![(k, web)])).await;
     let c = h1_client();
     let mut seen = HashMap::<String, u32>::new();
     for _ in 0..40 {

@@ -2,9 +2,11 @@
 //! a lock-free snapshot per request; an invalid update is rejected, counted and
 //! logged once, and the last good config stays in force.
 
+use crate::authz::Authz;
 use crate::endpoint::EndpointRegistry;
 use crate::metrics::Metrics;
 use crate::ready::{Gate, Readiness};
+use crate::resilience::Resilience;
 use crate::routing::RouteTable;
 use crate::routing::table::BuildError;
 use arc_swap::ArcSwapOption;
@@ -18,6 +20,8 @@ use weft_proxy_config::{ParseError, ProxyConfig};
 pub struct Snapshot {
     pub config: ProxyConfig,
     pub table: RouteTable,
+    /// Inbound authorization compiled from the grants.
+    pub authz: Authz,
     /// Increments with every applied change.
     pub generation: u64,
     content_hash: u64,
@@ -46,6 +50,7 @@ pub enum Applied {
 pub struct ConfigStore {
     current: ArcSwapOption<Snapshot>,
     registry: EndpointRegistry,
+    resilience: Resilience,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     generation: AtomicU64,
@@ -64,6 +69,7 @@ impl ConfigStore {
         Self {
             current: ArcSwapOption::empty(),
             registry: EndpointRegistry::default(),
+            resilience: Resilience::new(Arc::clone(&metrics)),
             metrics,
             readiness,
             generation: AtomicU64::new(0),
@@ -79,6 +85,11 @@ impl ConfigStore {
     /// The endpoint registry (shared with inbound app endpoints).
     pub fn registry(&self) -> &EndpointRegistry {
         &self.registry
+    }
+
+    /// Per-service resilience state (breakers, outliers, budgets, limits).
+    pub fn resilience(&self) -> &Resilience {
+        &self.resilience
     }
 
     /// Validates and applies a JSON document from `source` (for logs).
@@ -118,16 +129,19 @@ impl ConfigStore {
     }
 
     fn install(&self, config: ProxyConfig, content_hash: u64) -> Result<Applied, ApplyError> {
-        let table = RouteTable::build(&config, &self.registry, &self.metrics)?;
+        let table = RouteTable::build(&config, &self.registry, &self.metrics, &self.resilience)?;
+        let authz = Authz::build(&config, &self.metrics).map_err(BuildError::from)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let snap = Arc::new(Snapshot {
             config,
             table,
+            authz,
             generation,
             content_hash,
         });
         self.current.store(Some(snap));
         self.registry.sweep();
+        self.resilience.sweep();
         self.metrics.reload_ok();
         self.readiness.open(Gate::Config);
         tracing::info!(generation, "applied config");

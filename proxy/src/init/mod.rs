@@ -123,13 +123,13 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     );
     if args.cleanup {
         cleanup(backend, Family::V4)?;
-        if backend.available(Family::V6) {
-            if let Err(e) = cleanup(backend, Family::V6) {
-                if ipv6 {
-                    return Err(e);
-                }
-                tracing::warn!(error = %e, "ipv6 cleanup skipped");
+        if backend.available(Family::V6)
+            && let Err(e) = cleanup(backend, Family::V6)
+        {
+            if ipv6 {
+                return Err(e);
             }
+            tracing::warn!(error = %e, "ipv6 cleanup skipped");
         }
         return Ok(());
     }

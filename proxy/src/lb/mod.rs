@@ -90,6 +90,49 @@ impl Balancer {
         };
         self.endpoints.get(idx)
     }
+
+    /// Like [`Balancer::pick`] but only among endpoints `allow` accepts (outlier
+    /// ejection, endpoints already tried by a retry). `None` if it accepts none.
+    pub fn pick_filtered(
+        &self,
+        key_hash: Option<u64>,
+        rng: &mut FastRng,
+        allow: &dyn Fn(&Endpoint) -> bool,
+    ) -> Option<&Arc<Endpoint>> {
+        let first = self.pick(key_hash, rng)?;
+        if allow(first) {
+            return Some(first);
+        }
+        let ok: Vec<usize> = (0..self.endpoints.len())
+            .filter(|i| allow(&self.endpoints[*i]))
+            .collect();
+        let idx = match (&self.algo, ok.len()) {
+            (_, 0) => return None,
+            (_, 1) => ok[0],
+            (Algo::LeastRequest, n) => {
+                let now = now_ns();
+                let a = ok[rng.below(n)];
+                let b = ok[rng.below(n)];
+                if self.endpoints[b].load.cost(now) < self.endpoints[a].load.cost(now) {
+                    b
+                } else {
+                    a
+                }
+            }
+            // Hashing: the next accepted endpoint after the preferred one, so
+            // keys stay sticky while their endpoint is out.
+            (Algo::Hash(..), _) => {
+                let pos = self
+                    .endpoints
+                    .iter()
+                    .position(|e| Arc::ptr_eq(e, first))
+                    .unwrap_or(0);
+                ok.iter().copied().find(|i| *i > pos).unwrap_or(ok[0])
+            }
+            (_, n) => ok[rng.below(n)],
+        };
+        self.endpoints.get(idx)
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +222,25 @@ mod tests {
                     assert_eq!(first, again);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn filtered_picks_skip_refused_endpoints() {
+        let e = eps(3);
+        let banned = e[1].addr;
+        for kind in [
+            LoadBalancer::RoundRobin,
+            LoadBalancer::LeastRequest,
+            LoadBalancer::Random,
+        ] {
+            let b = Balancer::new(&kind, e.clone());
+            let mut rng = FastRng::seeded(5);
+            for _ in 0..50 {
+                let ep = b.pick_filtered(None, &mut rng, &|x| x.addr != banned).unwrap();
+                assert_ne!(ep.addr, banned);
+            }
+            assert!(b.pick_filtered(None, &mut rng, &|_| false).is_none());
         }
     }
 

@@ -5,8 +5,10 @@
 //! life of the process so counters stay monotonic across reloads; label sets
 //! therefore stay bounded by the config.
 
+pub mod family;
 pub mod http;
 
+pub use family::{Families, Kind, Series};
 pub use http::{Class, HttpMetrics, TcpMetrics};
 
 use std::collections::BTreeMap;
@@ -24,6 +26,8 @@ pub struct Metrics {
     tcp: Mutex<BTreeMap<String, Arc<TcpMetrics>>>,
     reload_ok: AtomicU64,
     reload_failed: AtomicU64,
+    /// Policy-layer families (retries, breakers, authorization, identity).
+    pub families: Families,
 }
 
 /// Escapes a label value for the text exposition format.
@@ -176,6 +180,7 @@ impl Metrics {
             "# HELP config_reload_total Config updates seen, by result.\n# TYPE config_reload_total counter\n\
              config_reload_total{{result=\"success\"}} {ok}\nconfig_reload_total{{result=\"failure\"}} {failed}"
         );
+        self.families.render(&mut out);
         out
     }
 }

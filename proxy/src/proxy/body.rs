@@ -4,7 +4,7 @@
 //! in-flight slot and counts the response (classified by status and, for gRPC,
 //! by `grpc-status` in the trailers).
 
-use super::pool::H1Sender;
+use super::pool::H1Conn;
 use crate::endpoint::{Endpoint, InFlight};
 use crate::metrics::{Class, HttpMetrics};
 use bytes::Bytes;
@@ -22,6 +22,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// An upstream response body with end-of-stream bookkeeping.
     Upstream(UpstreamBody),
+    /// A request body kept for retries.
+    Replay(super::replay::ReplayBody),
 }
 
 impl Body {
@@ -49,16 +51,20 @@ pub struct Finish {
     pub status: u16,
     pub class: Class,
     /// HTTP/1 connection to return to the pool on a clean end.
-    pub pool: Option<(H1Sender, Arc<Endpoint>)>,
+    pub pool: Option<(H1Conn, Arc<Endpoint>)>,
     pub in_flight: Option<InFlight>,
+    /// Whether the response is counted (not for attempts that were retried).
+    pub count: bool,
 }
 
 impl Finish {
     fn complete(self, clean: bool) {
         let class = if clean { self.class } else { Class::Failure };
-        self.metrics.response(self.status, class);
-        if let (true, Some((sender, ep))) = (clean, self.pool) {
-            ep.pool.put_h1(sender);
+        if self.count {
+            self.metrics.response(self.status, class);
+        }
+        if let (true, Some((conn, ep))) = (clean, self.pool) {
+            ep.pool.put_h1(conn);
         }
     }
 }
@@ -76,6 +82,19 @@ impl UpstreamBody {
         Self {
             inner,
             finish: Some(finish),
+        }
+    }
+}
+
+impl Body {
+    /// Drops a response body without counting it as a response (an attempt
+    /// that is retried). Its connection is closed, not pooled.
+    pub fn discard(self) {
+        if let Self::Upstream(mut b) = self
+            && let Some(f) = b.finish.as_mut()
+        {
+            f.count = false;
+            f.pool = None;
         }
     }
 }
@@ -142,6 +161,7 @@ impl HttpBody for Body {
             Self::Incoming(b) => Pin::new(b).poll_frame(cx),
             Self::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             Self::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Self::Replay(b) => b.poll(cx),
         }
     }
 
@@ -150,6 +170,7 @@ impl HttpBody for Body {
             Self::Incoming(b) => b.is_end_stream(),
             Self::Full(b) => b.is_none(),
             Self::Upstream(b) => b.is_end_stream(),
+            Self::Replay(b) => b.is_end(),
         }
     }
 
@@ -158,6 +179,7 @@ impl HttpBody for Body {
             Self::Incoming(b) => b.size_hint(),
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Upstream(b) => b.size_hint(),
+            Self::Replay(b) => b.hint(),
         }
     }
 }

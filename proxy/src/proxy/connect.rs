@@ -31,6 +31,18 @@ pub enum ConnectError {
     /// Raised by security layers (e.g. a TLS handshake or identity mismatch).
     #[error("connection rejected: {0}")]
     Rejected(String),
+    /// A circuit breaker's connection limit is reached (the reason).
+    #[error("connection limit reached: {0}")]
+    Overflow(&'static str),
+}
+
+/// The protocol that will run over a new upstream connection (the mTLS layer
+/// offers it as ALPN: `h2`, `http/1.1`, or nothing for opaque TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alpn {
+    Http1,
+    Http2,
+    Opaque,
 }
 
 impl ConnectError {
@@ -40,14 +52,15 @@ impl ConnectError {
             Self::Timeout(_) => "connect-timeout",
             Self::Io(_) => "connect-failed",
             Self::Rejected(_) => "connect-rejected",
+            Self::Overflow(reason) => reason,
         }
     }
 }
 
 /// Opens a stream to an endpoint.
 pub trait Connector: Send + Sync + Debug + 'static {
-    /// Connects to `ep`, giving up after `timeout`.
-    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration) -> ConnectFuture<'a>;
+    /// Connects to `ep` for `alpn`, giving up after `timeout`.
+    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration, alpn: Alpn) -> ConnectFuture<'a>;
 }
 
 /// Opens a TCP connection with `TCP_NODELAY`, bounded by `timeout`.
@@ -64,7 +77,7 @@ pub async fn tcp_connect(addr: std::net::SocketAddr, timeout: Duration) -> Resul
 pub struct PlainConnector;
 
 impl Connector for PlainConnector {
-    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration) -> ConnectFuture<'a> {
+    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration, _alpn: Alpn) -> ConnectFuture<'a> {
         Box::pin(async move {
             let s = tcp_connect(ep.addr, timeout).await?;
             Ok(Box::new(s) as BoxIo)

@@ -19,6 +19,14 @@ pub enum ProxyError {
     ResponseTimeout,
     UpstreamError,
     Forbidden,
+    /// The overall request deadline (Retry `timeout`) passed.
+    Timeout,
+    /// The service's circuit breaker is open (no fallback configured).
+    CircuitOpen,
+    /// Connection-pool limits: too many requests, queue full, too many connections.
+    MaxRequests,
+    PendingOverflow,
+    MaxConnections,
 }
 
 impl ProxyError {
@@ -33,6 +41,11 @@ impl ProxyError {
             Self::ResponseTimeout => "response-timeout",
             Self::UpstreamError => "upstream-error",
             Self::Forbidden => "forbidden",
+            Self::Timeout => "timeout",
+            Self::CircuitOpen => "circuit-open",
+            Self::MaxRequests => "max-requests",
+            Self::PendingOverflow => "pending-overflow",
+            Self::MaxConnections => "max-connections",
         }
     }
 
@@ -43,8 +56,12 @@ impl ProxyError {
             | Self::UnknownDestination
             | Self::ConnectFailed
             | Self::ConnectTimeout
-            | Self::ConnectRejected => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            | Self::ConnectRejected
+            | Self::CircuitOpen
+            | Self::MaxRequests
+            | Self::PendingOverflow
+            | Self::MaxConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ResponseTimeout | Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Forbidden => StatusCode::FORBIDDEN,
         }

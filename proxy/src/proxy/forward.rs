@@ -1,7 +1,8 @@
 //! Sending one request to one chosen endpoint over a pooled connection:
 //! hop-by-hop cleanup, HTTP/1 upgrades (WebSocket, CONNECT) turned into a byte
-//! tunnel, a response-header timeout, latency feeding the balancer and the
-//! metrics, and a response body that finishes the bookkeeping when it ends.
+//! tunnel, a response-header timeout, latency feeding the balancer, and a
+//! response body that finishes the bookkeeping when it ends. The caller records
+//! the request's latency (it may make several attempts).
 
 use super::Proto;
 use super::body::{Body, Finish, UpstreamBody, grpc_failed};
@@ -27,6 +28,8 @@ pub struct Call<'a> {
     pub response_timeout: Option<Duration>,
     /// Idle timeout of upgraded tunnels.
     pub tunnel_idle: Duration,
+    /// Retire pooled connections after this many requests.
+    pub max_requests_per_connection: Option<u32>,
     /// When the request headers were received (latency origin).
     pub start: Instant,
 }
@@ -37,6 +40,7 @@ impl From<ConnectError> for ProxyError {
             ConnectError::Timeout(_) => Self::ConnectTimeout,
             ConnectError::Io(_) => Self::ConnectFailed,
             ConnectError::Rejected(_) => Self::ConnectRejected,
+            ConnectError::Overflow(_) => Self::MaxConnections,
         }
     }
 }
@@ -67,9 +71,15 @@ pub async fn send(
             let mut req = req;
             let mut retried = false;
             loop {
-                let (mut sender, reused) = checkout_h1(ep, call.connector, call.connect_timeout).await?;
-                match bounded(call.response_timeout, sender.try_send_request(req)).await? {
-                    Ok(resp) => break (resp, Some(sender)),
+                let (mut conn, reused) = checkout_h1(
+                    ep,
+                    call.connector,
+                    call.connect_timeout,
+                    call.max_requests_per_connection,
+                )
+                .await?;
+                match bounded(call.response_timeout, conn.sender.try_send_request(req)).await? {
+                    Ok(resp) => break (resp, Some(conn)),
                     Err(mut e) => match e.take_message() {
                         // The pooled connection closed before the request was written:
                         // nothing reached the upstream, so one retry on a fresh one is safe.
@@ -89,7 +99,13 @@ pub async fn send(
             let mut req = req;
             let mut retried = false;
             loop {
-                let mut sender = checkout_h2(ep, call.connector, call.connect_timeout).await?;
+                let mut sender = checkout_h2(
+                    ep,
+                    call.connector,
+                    call.connect_timeout,
+                    call.max_requests_per_connection,
+                )
+                .await?;
                 match bounded(call.response_timeout, sender.try_send_request(req)).await? {
                     Ok(resp) => break (resp, None),
                     Err(mut e) => match e.take_message() {
@@ -109,7 +125,6 @@ pub async fn send(
 
     let elapsed = call.start.elapsed();
     ep.load.observe(elapsed, now_ns());
-    call.metrics.latency(elapsed);
     let status = resp.status();
     let mut class = if status.is_server_error() {
         Class::Failure
@@ -141,6 +156,7 @@ pub async fn send(
         class,
         pool: pooled.filter(|_| !upgraded).map(|s| (s, Arc::clone(ep))),
         in_flight: Some(in_flight),
+        count: true,
     };
     Ok(Response::from_parts(
         parts,

@@ -18,6 +18,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Verified SPIFFE ID, when the connection used mTLS.
     pub identity: Option<Arc<str>>,
+    /// Protocol negotiated with ALPN (mesh hops), used instead of sniffing.
+    pub alpn: Option<super::Proto>,
 }
 
 /// Result of accepting an inbound connection.
@@ -47,6 +49,7 @@ impl InboundSecurity for Plaintext {
                 Peer {
                     addr: peer,
                     identity: None,
+                    alpn: None,
                 },
             ))
         })

@@ -153,13 +153,13 @@ async fn inbound(
         connect_timeout: settings.connect_timeout,
         response_timeout: settings.response_timeout,
         tunnel_idle: settings.tcp_idle_timeout,
+        max_requests_per_connection: None,
         start,
     };
-    match forward::send(&call, app, Request::from_parts(parts, body)).await {
+    let result = forward::send(&call, app, Request::from_parts(parts, body)).await;
+    metrics.latency(start.elapsed());
+    match result {
         Ok(resp) => resp,
-        Err(e) => {
-            metrics.latency(start.elapsed());
-            e.response(Some(metrics))
-        }
+        Err(e) => e.response(Some(metrics)),
     }
 }

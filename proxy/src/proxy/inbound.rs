@@ -3,7 +3,7 @@
 //! hook terminates transport security and authorizes; then HTTP is served
 //! (for per-request metrics and authorization) or bytes are forwarded.
 
-use super::connect::BoxIo;
+use super::connect::{Alpn, BoxIo};
 use super::hooks::Peer;
 use super::http::{ConnCtx, Side, serve};
 use super::{Proto, Shared};
@@ -89,16 +89,19 @@ async fn handle(
             return;
         }
     };
-    let (proto, buf) = match info.protocol {
-        Protocol::Http1 => (Some(Proto::Http1), BytesMut::new()),
-        Protocol::Http2 | Protocol::Grpc => (Some(Proto::Http2), BytesMut::new()),
-        Protocol::Tcp => (None, BytesMut::new()),
-        Protocol::Detect => match detect(&mut io, shared.settings.detect_timeout).await {
-            Ok((Detected::Http1, buf)) => (Some(Proto::Http1), buf),
-            Ok((Detected::Http2, buf)) => (Some(Proto::Http2), buf),
-            Ok((Detected::NeedMore, buf)) if buf.is_empty() => return,
-            Ok((_, buf)) => (None, buf),
-            Err(_) => return,
+    let (proto, buf) = match (peer.alpn, info.protocol) {
+        (Some(p), _) => (Some(p), BytesMut::new()),
+        (None, protocol) => match protocol {
+            Protocol::Http1 => (Some(Proto::Http1), BytesMut::new()),
+            Protocol::Http2 | Protocol::Grpc => (Some(Proto::Http2), BytesMut::new()),
+            Protocol::Tcp => (None, BytesMut::new()),
+            Protocol::Detect => match detect(&mut io, shared.settings.detect_timeout).await {
+                Ok((Detected::Http1, buf)) => (Some(Proto::Http1), buf),
+                Ok((Detected::Http2, buf)) => (Some(Proto::Http2), buf),
+                Ok((Detected::NeedMore, buf)) if buf.is_empty() => return,
+                Ok((_, buf)) => (None, buf),
+                Err(_) => return,
+            },
         },
     };
     let io = Rewind::new(buf, io);
@@ -128,7 +131,7 @@ async fn handle(
             }
             let up = match shared
                 .app_connector
-                .connect(&app, shared.settings.connect_timeout)
+                .connect(&app, shared.settings.connect_timeout, Alpn::Opaque)
                 .await
             {
                 Ok(up) => up,

@@ -19,6 +19,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod policy;
 pub mod pool;
+pub mod replay;
 
 use crate::conf::ConfigStore;
 use crate::drain::Drain;

@@ -3,21 +3,22 @@
 //! the port has a hint) and then serves HTTP or forwards opaque TCP through the
 //! route. Destinations unknown to the mesh are passed through as plain TCP.
 
-use super::connect::tcp_connect;
+use super::connect::{Alpn, ConnectError, Connector, tcp_connect};
 use super::http::{ConnCtx, Side, serve};
 use super::{Proto, Shared};
-use crate::lb::rng::with_thread_rng;
 use crate::net::detect::{Detected, detect};
 use crate::net::orig_dst::original_dst;
 use crate::net::rewind::Rewind;
 use crate::net::tcp;
-use crate::proxy::policy::request_hash;
+use crate::proxy::policy::pick_endpoint;
+use crate::resilience::retry::Attempt;
 use crate::routing::PortRoute;
 use bytes::BytesMut;
 use http::HeaderMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use weft_proxy_config::Protocol;
 
 /// How a connection's original destination is found.
@@ -120,11 +121,8 @@ async fn handle(
 
 async fn opaque(shared: &Shared, route: &PortRoute, io: Rewind<TcpStream>, peer: SocketAddr) {
     let backend = route.select_tcp();
-    let key = backend
-        .balancer
-        .hash_key()
-        .and_then(|k| request_hash(k, &HeaderMap::new(), peer.ip()));
-    let Some(ep) = with_thread_rng(|rng| backend.balancer.pick(key, rng).cloned()) else {
+    let state = backend.policy.state.as_deref();
+    let Some(ep) = pick_endpoint(backend, &HeaderMap::new(), peer, &[], Instant::now()) else {
         tracing::debug!(service = %backend.service, "no ready endpoint for tcp connection");
         return;
     };
@@ -132,9 +130,30 @@ async fn opaque(shared: &Shared, route: &PortRoute, io: Rewind<TcpStream>, peer:
         .policy
         .connect_timeout
         .unwrap_or(shared.settings.connect_timeout);
-    let up = match shared.connector.connect(&ep, timeout).await {
+    // maxConnections applies to opaque connections too.
+    let limited = state
+        .and_then(|s| s.limits.as_ref())
+        .and_then(|l| l.connector(&shared.connector));
+    let connector: &dyn Connector = match &limited {
+        Some(c) => c,
+        None => &*shared.connector,
+    };
+    let up = match connector.connect(&ep, timeout, Alpn::Opaque).await {
         Ok(up) => up,
         Err(error) => {
+            if let Some(s) = state {
+                if let Some(o) = &s.outlier {
+                    o.record(
+                        ep.addr,
+                        Attempt::ConnectFailure,
+                        backend.balancer.endpoints().len(),
+                        Instant::now(),
+                    );
+                }
+                if let ConnectError::Overflow(reason) = error {
+                    s.rejected(reason);
+                }
+            }
             tracing::debug!(%error, upstream = %ep.addr, "tcp connect failed");
             return;
         }

@@ -1,17 +1,31 @@
-//! The per-request layer around the upstream call: count the request, pick an
-//! endpoint, send, and turn failures into counted error responses. This is the
-//! place where retries, per-try timeouts and circuit breakers
-//! ([`crate::routing::BackendPolicy`]) wrap [`forward::send`].
+//! The per-request layer around the upstream call: the service's circuit
+//! breaker (or its fallback), connection-pool limits, endpoint choice that
+//! avoids ejected and already-tried endpoints, then attempts with per-try and
+//! overall timeouts, retries within the retry budget with jittered exponential
+//! backoff, and outlier detection fed by every attempt.
+//!
+//! A request is retried only while its body is replayable (see
+//! [`super::replay`]) and never once a response was handed downstream: the
+//! decision is made on response headers before returning.
 
 use super::body::Body;
+use super::errors::{ERROR_HEADER, ProxyError};
 use super::forward::{self, Call};
+use super::headers::wants_upgrade;
+use super::replay::Replay;
 use super::{Proto, Shared};
+use crate::endpoint::Endpoint;
 use crate::lb::rng::{hash_bytes, with_thread_rng};
+use crate::metrics::Class;
+use crate::resilience::ServiceState;
+use crate::resilience::retry::{Attempt, backoff, retry_reason};
 use crate::routing::Backend;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
-use weft_proxy_config::HashKey;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use weft_proxy_config::{Fallback, HashKey};
 
 /// Hash of the request attribute a consistent-hash balancer keys on.
 pub fn request_hash(key: &HashKey, headers: &HeaderMap, peer: IpAddr) -> Option<u64> {
@@ -32,65 +46,346 @@ pub fn request_hash(key: &HashKey, headers: &HeaderMap, peer: IpAddr) -> Option<
     }
 }
 
+/// Picks an endpoint of `backend`, avoiding ejected endpoints and, when there
+/// is a choice, the ones in `tried`.
+pub fn pick_endpoint(
+    backend: &Backend,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    tried: &[SocketAddr],
+    now: Instant,
+) -> Option<Arc<Endpoint>> {
+    let key = backend
+        .balancer
+        .hash_key()
+        .and_then(|k| request_hash(k, headers, peer.ip()));
+    let outlier = backend.policy.state.as_ref().and_then(|s| s.outlier.as_ref());
+    let healthy = |ep: &Endpoint| outlier.is_none_or(|o| !o.is_ejected(ep.addr, now));
+    with_thread_rng(|rng| {
+        if outlier.is_none() && tried.is_empty() {
+            return backend.balancer.pick(key, rng).cloned();
+        }
+        let fresh = |ep: &Endpoint| healthy(ep) && !tried.contains(&ep.addr);
+        backend
+            .balancer
+            .pick_filtered(key, rng, &fresh)
+            .or_else(|| backend.balancer.pick_filtered(key, rng, &healthy))
+            .cloned()
+    })
+}
+
 /// Routes `req` to an endpoint of `backend` and returns the response.
 pub async fn call(
     shared: &Shared,
     backend: &Backend,
     proto: Proto,
     peer: SocketAddr,
-    start: Instant,
+    start: std::time::Instant,
     req: Request<Body>,
 ) -> Response<Body> {
+    backend.http_metrics.request();
+    guarded(shared, backend, proto, peer, start, req, true).await
+}
+
+/// Breaker and pool limits around [`attempts`].
+async fn guarded(
+    shared: &Shared,
+    backend: &Backend,
+    proto: Proto,
+    peer: SocketAddr,
+    start: std::time::Instant,
+    req: Request<Body>,
+    allow_fallback: bool,
+) -> Response<Body> {
     let metrics = &backend.http_metrics;
-    metrics.request();
-    let key_hash = backend
-        .balancer
-        .hash_key()
-        .and_then(|k| request_hash(k, req.headers(), peer.ip()));
-    let Some(ep) = with_thread_rng(|rng| backend.balancer.pick(key_hash, rng).cloned()) else {
+    let state = backend.policy.state.as_deref();
+    let fail = |e: ProxyError| {
         metrics.latency(start.elapsed());
-        return super::errors::ProxyError::NoHealthyEndpoints.response(Some(metrics));
+        e.response(Some(metrics))
     };
+    let permit = match state.and_then(|s| s.breaker.as_ref().map(|b| (s, b))) {
+        Some((s, b)) => match b.admit(Instant::now()) {
+            Some(p) => Some(p),
+            None => {
+                s.rejected(ProxyError::CircuitOpen.reason());
+                return open_circuit(shared, backend, proto, peer, start, req, allow_fallback).await;
+            }
+        },
+        None => None,
+    };
+    let _slot = match state.and_then(|s| s.limits.as_ref().map(|l| (s, l))) {
+        Some((s, l)) => {
+            let wait = backend
+                .policy
+                .connect_timeout
+                .unwrap_or(shared.settings.connect_timeout);
+            match l.admit(wait).await {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    s.rejected(e.reason());
+                    return fail(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let (resp, failed) = attempts(shared, backend, state, proto, peer, start, req).await;
+    if let Some(p) = permit {
+        p.record(failed, Instant::now());
+    }
+    resp
+}
+
+/// The answer of an open breaker: the static fallback, the fallback service,
+/// or 503 `circuit-open`.
+async fn open_circuit(
+    shared: &Shared,
+    backend: &Backend,
+    proto: Proto,
+    peer: SocketAddr,
+    start: std::time::Instant,
+    req: Request<Body>,
+    allow_fallback: bool,
+) -> Response<Body> {
+    let metrics = &backend.http_metrics;
+    if allow_fallback && let Some(fb) = &backend.policy.fallback {
+        fb.http_metrics.request();
+        let mut resp = Box::pin(guarded(shared, fb, proto, peer, start, req, false)).await;
+        if let Ok(v) = HeaderValue::from_str(&fb.service) {
+            resp.headers_mut().insert("x-weft-fallback", v);
+        }
+        return resp;
+    }
+    metrics.latency(start.elapsed());
+    let fallback = backend
+        .policy
+        .circuit_breaker
+        .as_ref()
+        .and_then(|c| c.fallback.as_ref());
+    if let Some(Fallback::Static {
+        status,
+        body,
+        headers,
+    }) = fallback
+    {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let class = if status.is_server_error() {
+            Class::Failure
+        } else {
+            Class::Success
+        };
+        metrics.response(status.as_u16(), class);
+        let mut resp = Response::new(Body::full(body.clone()));
+        *resp.status_mut() = status;
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
+        resp.headers_mut()
+            .insert("x-weft-fallback", HeaderValue::from_static("static"));
+        resp.headers_mut()
+            .insert(ERROR_HEADER, HeaderValue::from_static("circuit-open"));
+        return resp;
+    }
+    ProxyError::CircuitOpen.response(Some(metrics))
+}
+
+/// How an attempt turned out: a response to return or an error.
+type Outcome = Result<Response<Body>, ProxyError>;
+
+fn classify(outcome: &Outcome) -> Option<Attempt> {
+    match outcome {
+        Ok(resp) => Some(Attempt::Response {
+            status: resp.status().as_u16(),
+            grpc: resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        }),
+        Err(ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::ConnectRejected) => {
+            Some(Attempt::ConnectFailure)
+        }
+        Err(ProxyError::UpstreamError) => Some(Attempt::Reset),
+        Err(ProxyError::ResponseTimeout) => Some(Attempt::Timeout),
+        // Local conditions (limits, no endpoints) say nothing about the upstream.
+        Err(_) => None,
+    }
+}
+
+fn copy_request(parts: &http::request::Parts, body: Body) -> Request<Body> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+/// Time limits of one request: per attempt and overall.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    per_try: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl Limits {
+    /// The bound for an attempt starting at `now`, and whether it is the
+    /// overall deadline (rather than the per-try timeout).
+    fn attempt(&self, now: Instant) -> Option<(Duration, bool)> {
+        let left = self.deadline.map(|d| d.saturating_duration_since(now));
+        match (self.per_try, left) {
+            (Some(p), Some(l)) if p < l => Some((p, false)),
+            (_, Some(l)) => Some((l, true)),
+            (Some(p), None) => Some((p, false)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// One attempt on `ep`, bounded by `limits`; feeds outlier detection.
+async fn try_once(
+    call: &Call<'_>,
+    backend: &Backend,
+    ep: &Arc<Endpoint>,
+    req: Request<Body>,
+    limits: Limits,
+) -> Outcome {
+    let now = Instant::now();
+    let outcome = match limits.attempt(now) {
+        Some((limit, overall)) => match tokio::time::timeout(limit, forward::send(call, ep, req)).await {
+            Ok(r) => r,
+            Err(_) if overall => Err(ProxyError::Timeout),
+            Err(_) => Err(ProxyError::ResponseTimeout),
+        },
+        None => forward::send(call, ep, req).await,
+    };
+    let attempt = match &outcome {
+        Err(ProxyError::Timeout) => Some(Attempt::Timeout),
+        o => classify(o),
+    };
+    if let (Some(o), Some(a)) = (
+        backend.policy.state.as_ref().and_then(|s| s.outlier.as_ref()),
+        attempt,
+    ) {
+        o.record(ep.addr, a, backend.balancer.endpoints().len(), Instant::now());
+    }
+    if let (Err(ProxyError::MaxConnections), Some(s)) = (&outcome, backend.policy.state.as_ref()) {
+        s.rejected(ProxyError::MaxConnections.reason());
+    }
+    if let Err(e) = &outcome {
+        tracing::debug!(reason = e.reason(), upstream = %ep.addr, service = %backend.service, "attempt failed");
+    }
+    outcome
+}
+
+/// Sends `req` with retries; returns the response and whether the request
+/// failed (for the breaker).
+async fn attempts(
+    shared: &Shared,
+    backend: &Backend,
+    state: Option<&ServiceState>,
+    proto: Proto,
+    peer: SocketAddr,
+    start: std::time::Instant,
+    req: Request<Body>,
+) -> (Response<Body>, bool) {
+    let metrics = &backend.http_metrics;
+    let begin = Instant::now();
+    let policy = state.and_then(|s| s.retry.as_ref());
+    let limits = Limits {
+        per_try: policy
+            .and_then(|r| r.per_try_timeout_ms)
+            .map(Duration::from_millis),
+        deadline: policy
+            .and_then(|r| r.timeout_ms)
+            .map(|ms| begin + Duration::from_millis(ms)),
+    };
+    let budget = state.and_then(|s| s.budget.as_ref());
+    if let Some(b) = budget {
+        b.request(begin);
+    }
+    let upgrade = req.method() == Method::CONNECT || wants_upgrade(req.headers());
+    let retry = policy.filter(|r| r.num_retries > 0 && !upgrade);
+    let limited = state
+        .and_then(|s| s.limits.as_ref())
+        .and_then(|l| l.connector(&shared.connector));
     let call = Call {
         proto,
         metrics,
-        connector: &*shared.connector,
+        connector: match &limited {
+            Some(c) => c,
+            None => &*shared.connector,
+        },
         connect_timeout: backend
             .policy
             .connect_timeout
             .unwrap_or(shared.settings.connect_timeout),
         response_timeout: shared.settings.response_timeout,
         tunnel_idle: shared.settings.tcp_idle_timeout,
+        max_requests_per_connection: state
+            .and_then(|s| s.circuit_breaker.as_ref())
+            .and_then(|c| c.connection_pool.as_ref())
+            .and_then(|p| p.max_requests_per_connection),
         start,
     };
-    match forward::send(&call, &ep, req).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            metrics.latency(start.elapsed());
-            tracing::debug!(reason = e.reason(), upstream = %ep.addr, service = %backend.service, "request failed");
-            e.response(Some(metrics))
+    let done = |outcome: Outcome| {
+        metrics.latency(start.elapsed());
+        let failed = classify(&outcome).is_none_or(Attempt::is_failure);
+        match outcome {
+            Ok(resp) => (resp, failed),
+            Err(e) => (e.response(Some(metrics)), true),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hash_keys() {
-        let mut h = HeaderMap::new();
-        h.insert("x-user", "alice".parse().unwrap());
-        h.insert("cookie", "a=1; session=xyz; b=2".parse().unwrap());
-        let ip: IpAddr = "198.18.0.1".parse().unwrap();
-        let by_header = request_hash(&HashKey::Header("x-user".into()), &h, ip);
-        assert_eq!(by_header, Some(hash_bytes(b"alice", 0)));
-        assert_eq!(
-            request_hash(&HashKey::Cookie("session".into()), &h, ip),
-            Some(hash_bytes(b"xyz", 0))
-        );
-        assert_eq!(request_hash(&HashKey::Cookie("none".into()), &h, ip), None);
-        assert_eq!(request_hash(&HashKey::Header("x-none".into()), &h, ip), None);
-        assert!(request_hash(&HashKey::SourceIp, &h, ip).is_some());
+    };
+    let (parts, body) = req.into_parts();
+    let (Some(policy), Some(state)) = (retry, state) else {
+        let Some(ep) = pick_endpoint(backend, &parts.headers, peer, &[], begin) else {
+            return done(Err(ProxyError::NoHealthyEndpoints));
+        };
+        let req = Request::from_parts(parts, body);
+        return done(try_once(&call, backend, &ep, req, limits).await);
+    };
+    let replay = Replay::new(body);
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut retries = 0u32;
+    loop {
+        let Some(ep) = pick_endpoint(backend, &parts.headers, peer, &tried, Instant::now()) else {
+            return done(Err(ProxyError::NoHealthyEndpoints));
+        };
+        let outcome = try_once(&call, backend, &ep, copy_request(&parts, replay.body()), limits).await;
+        let reason = match classify(&outcome) {
+            _ if matches!(outcome, Err(ProxyError::Timeout)) => None,
+            Some(a) => retry_reason(policy, a),
+            None => None,
+        };
+        let Some(reason) = reason else {
+            return done(outcome);
+        };
+        if retries >= policy.num_retries || !replay.replayable() {
+            return done(outcome);
+        }
+        let now = Instant::now();
+        if budget.is_some_and(|b| !b.try_retry(now)) {
+            state.retry_metrics.budget_exhausted.inc();
+            tracing::debug!(service = %backend.service, "retry budget exhausted");
+            return done(outcome);
+        }
+        retries += 1;
+        let delay = with_thread_rng(|rng| {
+            let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            backoff(&policy.backoff, retries, unit)
+        });
+        // No time left for another attempt: the client gets this one's result now.
+        if limits.deadline.is_some_and(|d| now + delay >= d) {
+            return done(outcome);
+        }
+        if let Ok(resp) = outcome {
+            resp.into_body().discard();
+        }
+        state.retry_metrics.retried(reason);
+        tracing::debug!(service = %backend.service, upstream = %ep.addr, reason = reason.label(), retries, "retrying");
+        tried.push(ep.addr);
+        tokio::time::sleep(delay).await;
     }
 }

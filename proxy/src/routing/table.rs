@@ -6,12 +6,15 @@ use super::split::WeightedPicker;
 use crate::endpoint::{Endpoint, EndpointRegistry};
 use crate::lb::Balancer;
 use crate::metrics::{HttpMetrics, Metrics, TcpMetrics, labels};
+use crate::resilience::{Resilience, ServiceState};
 use http::{HeaderMap, Method};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use weft_proxy_config::{CircuitBreakerPolicy, LoadBalancer, Protocol, ProxyConfig, RetryPolicy, Service};
+use weft_proxy_config::{
+    CircuitBreakerPolicy, Fallback, LoadBalancer, Protocol, ProxyConfig, RetryPolicy, Service,
+};
 
 /// Policies the per-request layer (retries, timeouts, breakers) applies to a backend.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +23,10 @@ pub struct BackendPolicy {
     pub circuit_breaker: Option<CircuitBreakerPolicy>,
     /// Connect timeout override from the circuit breaker's connection pool.
     pub connect_timeout: Option<Duration>,
+    /// Run-time state (budget, breaker, outliers, limits); `None` without policies.
+    pub state: Option<Arc<ServiceState>>,
+    /// The fallback Service's backend when the breaker is open.
+    pub fallback: Option<Arc<Backend>>,
 }
 
 /// One backend service port reached through a route.
@@ -107,6 +114,7 @@ struct Builder<'a> {
     cfg: &'a ProxyConfig,
     registry: &'a EndpointRegistry,
     metrics: &'a Metrics,
+    resilience: &'a Resilience,
     balancers: HashMap<(&'a str, u16), Arc<Balancer>>,
 }
 
@@ -139,6 +147,7 @@ impl<'a> Builder<'a> {
         key: &'a str,
         svc: &'a Service,
         bal: Arc<Balancer>,
+        with_fallback: bool,
     ) -> Backend {
         let authority = format!("{}.{}.svc.cluster.local:{port}", root.name, root.namespace);
         let http = labels(&[
@@ -152,6 +161,28 @@ impl<'a> Builder<'a> {
             ("dst_namespace", &svc.namespace),
             ("dst_service", &svc.name),
         ]);
+        let fallback = match svc.circuit_breaker.as_ref().and_then(|c| c.fallback.as_ref()) {
+            Some(Fallback::Service { service }) if with_fallback => {
+                self.cfg.services.get_key_value(service).and_then(|(fkey, fsvc)| {
+                    let fport = fsvc
+                        .ports
+                        .iter()
+                        .find(|p| p.port == port)
+                        .or(fsvc.ports.first())?
+                        .port;
+                    let bal = self.balancer(fkey.as_str(), fsvc, fport);
+                    Some(Arc::new(self.backend(
+                        fsvc,
+                        fport,
+                        fkey.as_str(),
+                        fsvc,
+                        bal,
+                        false,
+                    )))
+                })
+            }
+            _ => None,
+        };
         let policy = BackendPolicy {
             retry: svc.retry.clone(),
             circuit_breaker: svc.circuit_breaker.clone(),
@@ -161,6 +192,10 @@ impl<'a> Builder<'a> {
                 .and_then(|c| c.connection_pool.as_ref())
                 .and_then(|p| p.connect_timeout_ms)
                 .map(Duration::from_millis),
+            state: self
+                .resilience
+                .get(key, svc.retry.as_ref(), svc.circuit_breaker.as_ref()),
+            fallback,
         };
         Backend {
             service: Arc::from(key),
@@ -179,7 +214,7 @@ impl<'a> Builder<'a> {
         protocol: Protocol,
     ) -> Result<PortRoute, BuildError> {
         let bal = self.balancer(key, svc, port);
-        let root = Arc::new(self.backend(svc, port, key, svc, bal));
+        let root = Arc::new(self.backend(svc, port, key, svc, bal, true));
         let mut split = None;
         if let Some(s) = &svc.split {
             let mut weights = Vec::new();
@@ -193,7 +228,7 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 let bal = self.balancer(bkey.as_str(), bsvc, port);
-                backends.push(Arc::new(self.backend(svc, port, bkey.as_str(), bsvc, bal)));
+                backends.push(Arc::new(self.backend(svc, port, bkey.as_str(), bsvc, bal, true)));
                 weights.push(b.weight);
             }
             if let Some(picker) = WeightedPicker::new(&weights) {
@@ -221,11 +256,13 @@ impl RouteTable {
         cfg: &ProxyConfig,
         registry: &EndpointRegistry,
         metrics: &Metrics,
+        resilience: &Resilience,
     ) -> Result<Self, BuildError> {
         let mut b = Builder {
             cfg,
             registry,
             metrics,
+            resilience,
             balancers: HashMap::new(),
         };
         let mut by_addr = HashMap::new();
@@ -244,7 +281,7 @@ impl RouteTable {
                     }
                     let one = b.registry.get(addr, ep.identity.as_deref());
                     let bal = Arc::new(Balancer::new(&LoadBalancer::RoundRobin, vec![one]));
-                    let root = Arc::new(b.backend(svc, sp.port, key.as_str(), svc, bal));
+                    let root = Arc::new(b.backend(svc, sp.port, key.as_str(), svc, bal, true));
                     let pod = PortRoute {
                         service: Arc::from(key.as_str()),
                         port: ep.port,

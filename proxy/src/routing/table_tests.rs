@@ -125,7 +125,9 @@ fn config() -> ProxyConfig {
 fn table() -> RouteTable {
     let cfg = config();
     cfg.validate().unwrap();
-    RouteTable::build(&cfg, &EndpointRegistry::default(), &Metrics::default()).unwrap()
+    let metrics = Arc::new(Metrics::default());
+    let resilience = Resilience::new(Arc::clone(&metrics));
+    RouteTable::build(&cfg, &EndpointRegistry::default(), &metrics, &resilience).unwrap()
 }
 
 fn addr(s: &str) -> SocketAddr {

@@ -3,6 +3,7 @@
 use super::{Options, start};
 use crate::conf::kube::ConfigMapRef;
 use crate::conf::kube_http::{ApiEndpoint, KubeHttp};
+use crate::probes::AppProbes;
 use crate::proxy::Settings;
 use crate::proxy::inbound::InboundTarget;
 use crate::proxy::outbound::OrigDst;
@@ -40,6 +41,15 @@ pub struct RunArgs {
     /// API server URL (default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
     #[arg(long, env = "WEFT_KUBE_API")]
     pub kube_api: Option<String>,
+    /// Identity Secret mount (`tls.crt`, `tls.key`, `ca.crt`): enables mTLS.
+    #[arg(long, env = "WEFT_IDENTITY_DIR")]
+    pub identity_dir: Option<PathBuf>,
+    /// How often the identity directory is checked for a rotated certificate, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub identity_poll_ms: u64,
+    /// JSON map of admin paths to the app's original probes (set by the injector).
+    #[arg(long, env = "WEFT_APP_PROBES")]
+    pub app_probes: Option<String>,
     /// Address the transparent listeners bind to.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
@@ -220,6 +230,13 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
         .clone()
         .map(|p| (p, Duration::from_millis(args.config_poll_ms.max(10))));
     opts.kube = kube_source(args)?;
+    if let Some(text) = &args.app_probes {
+        opts.app_probes = AppProbes::from_json(text).context("WEFT_APP_PROBES")?;
+    }
+    opts.identity = args
+        .identity_dir
+        .clone()
+        .map(|d| (d, Duration::from_millis(args.identity_poll_ms.max(10))));
     if opts.config_file.is_none() && opts.kube.is_none() {
         match args.upstream {
             Some(up) => opts.initial = Some(explicit_config(up)),

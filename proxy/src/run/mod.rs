@@ -10,12 +10,16 @@ use crate::conf::kube_http::KubeHttp;
 use crate::conf::{ConfigStore, file::watch_file};
 use crate::drain::Drain;
 use crate::metrics::Metrics;
+use crate::probes::AppProbes;
 use crate::proxy::connect::{Connector, PlainConnector};
-use crate::proxy::hooks::{InboundSecurity, Plaintext};
+use crate::proxy::hooks::InboundSecurity;
 use crate::proxy::inbound::{self, InboundTarget};
 use crate::proxy::outbound::{self, OrigDst};
 use crate::proxy::{Settings, Shared};
 use crate::ready::Readiness;
+use crate::tls::client::MeshConnector;
+use crate::tls::identity::IdentityStore;
+use crate::tls::server::MeshInbound;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +30,7 @@ use tokio::task::JoinHandle;
 use weft_proxy_config::ProxyConfig;
 
 /// Everything a proxy instance needs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Options {
     pub settings: Settings,
     /// Outbound listeners and how each finds original destinations.
@@ -40,26 +44,16 @@ pub struct Options {
     pub kube: Option<(KubeHttp, ConfigMapRef)>,
     /// A config applied before anything else (explicit-listener mode).
     pub initial: Option<ProxyConfig>,
-    /// Upstream connector (the mTLS layer replaces it).
-    pub connector: Arc<dyn Connector>,
-    /// Inbound security (the mTLS/authorization layer replaces it).
-    pub inbound_security: Arc<dyn InboundSecurity>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            settings: Settings::default(),
-            outbound: Vec::new(),
-            inbound: Vec::new(),
-            admin: None,
-            config_file: None,
-            kube: None,
-            initial: None,
-            connector: Arc::new(PlainConnector),
-            inbound_security: Arc::new(Plaintext),
-        }
-    }
+    /// Identity Secret mount (`tls.crt`, `tls.key`, `ca.crt`) and its poll
+    /// interval. With it, meshed upstreams get mTLS, inbound TLS is terminated
+    /// and `/ready` waits for the certificate; without it traffic is plaintext.
+    pub identity: Option<(PathBuf, Duration)>,
+    /// App probes served on the admin port (`WEFT_APP_PROBES`).
+    pub app_probes: AppProbes,
+    /// Override of the upstream connector (default: mTLS per endpoint identity).
+    pub connector: Option<Arc<dyn Connector>>,
+    /// Override of inbound security (default: mTLS termination + SMI authorization).
+    pub inbound_security: Option<Arc<dyn InboundSecurity>>,
 }
 
 /// A started proxy.
@@ -73,6 +67,8 @@ pub struct Running {
     pub outbound_addrs: Vec<SocketAddr>,
     pub inbound_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// The workload identity, when mTLS is configured.
+    pub identity: Option<Arc<IdentityStore>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -87,16 +83,35 @@ pub async fn start(opts: Options) -> io::Result<Running> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     }
     let drain = Drain::default();
+    let mut tasks = Vec::new();
+    let identity = opts.identity.map(|(dir, every)| {
+        let id = Arc::new(IdentityStore::new(dir, Arc::clone(&readiness), &metrics));
+        // Load synchronously once so a mounted identity is in use from the start.
+        let _ = id.reload();
+        tasks.push(tokio::spawn(Arc::clone(&id).watch(every, drain.watcher())));
+        id
+    });
+    let connector = opts.connector.unwrap_or_else(|| match &identity {
+        Some(id) => Arc::new(MeshConnector::new(Arc::clone(id))),
+        None => Arc::new(PlainConnector),
+    });
+    let inbound_security = opts.inbound_security.unwrap_or_else(|| {
+        Arc::new(MeshInbound::new(
+            Arc::clone(&store),
+            identity.clone(),
+            opts.settings.detect_timeout,
+            &metrics,
+        ))
+    });
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
-        connector: opts.connector,
+        connector,
         app_connector: Arc::new(PlainConnector),
-        inbound_security: opts.inbound_security,
+        inbound_security,
         settings: opts.settings,
         drain: drain.clone(),
     });
-    let mut tasks = Vec::new();
     let mut outbound_addrs = Vec::new();
     for (addr, orig) in opts.outbound {
         let l = TcpListener::bind(addr).await?;
@@ -117,6 +132,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             readiness: Arc::clone(&readiness),
+            probes: opts.app_probes,
         };
         tasks.push(tokio::spawn(admin::run(l, a, drain.clone())));
     }
@@ -144,6 +160,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         outbound_addrs,
         inbound_addrs,
         admin_addr,
+        identity,
         tasks,
     })
 }

@@ -2,6 +2,10 @@
 //! HTTP/2 with streaming and trailers, TCP echo), config builders and clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fake;
+pub mod mesh;
+pub mod pki;
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};

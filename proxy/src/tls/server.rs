@@ -1,0 +1,206 @@
+//! The inbound security layer: detects a TLS ClientHello on each accepted
+//! connection, terminates mTLS with the workload certificate (the client must
+//! present a certificate from the mesh CA) and reads the peer's SPIFFE ID;
+//! plaintext is accepted only in mTLS mode `permissive`. Authorization uses the
+//! current config snapshot's [`crate::authz::Authz`]. The admin port is a
+//! separate listener and never comes through here; kubelet probes are rewritten
+//! to it by the injector (docs/injection.md), so strict mode needs no exception.
+
+use super::identity::{ALPN_H2, ALPN_HTTP1, IdentityStore};
+use super::verify::spiffe_id;
+use crate::conf::ConfigStore;
+use crate::metrics::{Kind, Metrics, Series};
+use crate::net::rewind::Rewind;
+use crate::proxy::Proto;
+use crate::proxy::connect::BoxIo;
+use crate::proxy::hooks::{AcceptFuture, InboundSecurity, Peer};
+use bytes::BytesMut;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use weft_proxy_config::MtlsMode;
+
+/// Time allowed for a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the first bytes are a TLS handshake record (`None`: need more).
+pub fn is_tls_hello(buf: &[u8]) -> Option<bool> {
+    match buf {
+        [] => None,
+        [0x16] | [0x16, 0x03] => None,
+        [0x16, 0x03, minor, ..] => Some(*minor <= 0x04),
+        _ => Some(false),
+    }
+}
+
+async fn sniff(stream: &mut TcpStream, timeout: Duration) -> io::Result<(bool, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(512);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(tls) = is_tls_hello(&buf) {
+            return Ok((tls, buf));
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            // Silent client (server-speaks-first protocol): not TLS.
+            Err(_) => return Ok((false, buf)),
+            Ok(Ok(0)) => return Ok((false, buf)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// mTLS termination and SMI authorization.
+#[derive(Debug)]
+pub struct MeshInbound {
+    store: Arc<ConfigStore>,
+    identity: Option<Arc<IdentityStore>>,
+    detect_timeout: Duration,
+    plaintext_rejected: Arc<Series>,
+    handshake_failed: Arc<Series>,
+}
+
+impl MeshInbound {
+    /// Inbound security for the proxy with `store`; without `identity` only
+    /// plaintext can be accepted (so strict mode refuses everything).
+    pub fn new(
+        store: Arc<ConfigStore>,
+        identity: Option<Arc<IdentityStore>>,
+        detect_timeout: Duration,
+        metrics: &Metrics,
+    ) -> Self {
+        let f = &metrics.families;
+        let help = "Inbound connections refused before authorization, by reason.";
+        Self {
+            store,
+            identity,
+            detect_timeout,
+            plaintext_rejected: f.series(
+                "inbound_tls_rejected_total",
+                Kind::Counter,
+                help,
+                "reason=\"plaintext\"",
+            ),
+            handshake_failed: f.series(
+                "inbound_tls_rejected_total",
+                Kind::Counter,
+                help,
+                "reason=\"handshake\"",
+            ),
+        }
+    }
+
+    fn strict(&self) -> bool {
+        self.store
+            .load()
+            .is_none_or(|s| s.config.mesh.mtls_mode == MtlsMode::Strict)
+    }
+}
+
+impl InboundSecurity for MeshInbound {
+    fn accept(&self, stream: TcpStream, addr: SocketAddr, port: u16) -> AcceptFuture<'_> {
+        Box::pin(async move {
+            let mut stream = stream;
+            let (tls, buf) = sniff(&mut stream, self.detect_timeout).await?;
+            let io = Rewind::new(buf, stream);
+            if !tls {
+                if self.strict() {
+                    self.plaintext_rejected.inc();
+                    tracing::info!(peer = %addr, port, "plaintext connection refused (mTLS mode strict)");
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "plaintext refused",
+                    ));
+                }
+                let peer = Peer {
+                    addr,
+                    identity: None,
+                    alpn: None,
+                };
+                return Ok((Box::new(io) as BoxIo, peer));
+            }
+            let material = self.identity.as_ref().and_then(|i| i.current()).ok_or_else(|| {
+                self.handshake_failed.inc();
+                io::Error::other("no workload certificate loaded yet")
+            })?;
+            let accepted = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                TlsAcceptor::from(Arc::clone(&material.server)).accept(io),
+            )
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+            .and_then(|r| r);
+            let tls = match accepted {
+                Ok(t) => t,
+                Err(error) => {
+                    self.handshake_failed.inc();
+                    tracing::debug!(peer = %addr, port, %error, "inbound mTLS handshake failed");
+                    return Err(error);
+                }
+            };
+            let (_, conn) = tls.get_ref();
+            let identity = conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| spiffe_id(c))
+                .map(Arc::<str>::from);
+            let alpn = match conn.alpn_protocol() {
+                Some(p) if p == ALPN_H2 => Some(Proto::Http2),
+                Some(p) if p == ALPN_HTTP1 => Some(Proto::Http1),
+                _ => None,
+            };
+            Ok((Box::new(tls) as BoxIo, Peer { addr, identity, alpn }))
+        })
+    }
+
+    fn allow_tcp(&self, peer: &Peer, port: u16) -> bool {
+        let Some(snap) = self.store.load() else {
+            return false;
+        };
+        match snap.authz.check_tcp(peer.identity.as_deref(), port) {
+            Ok(_) => true,
+            Err(reason) => {
+                tracing::info!(source = peer.identity.as_deref().unwrap_or("<none>"), peer = %peer.addr,
+                    port, %reason, "inbound TCP connection denied");
+                false
+            }
+        }
+    }
+
+    fn allow_http(&self, peer: &Peer, port: u16, req: &http::request::Parts) -> bool {
+        let Some(snap) = self.store.load() else {
+            return false;
+        };
+        let source = peer.identity.as_deref();
+        match snap
+            .authz
+            .check_http(source, port, &req.method, req.uri.path(), &req.headers)
+        {
+            Ok(_) => true,
+            Err(reason) => {
+                tracing::info!(source = source.unwrap_or("<none>"), peer = %peer.addr, port,
+                    method = %req.method, path = req.uri.path(), %reason, "inbound request denied");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_client_hello() {
+        assert_eq!(is_tls_hello(&[0x16, 0x03, 0x01, 0x02, 0x00]), Some(true));
+        assert_eq!(is_tls_hello(&[0x16, 0x03]), None);
+        assert_eq!(is_tls_hello(b"GET / HTTP/1.1"), Some(false));
+        assert_eq!(is_tls_hello(b"PRI * HTTP/2.0"), Some(false));
+        assert_eq!(is_tls_hello(&[0x16, 0x03, 0x09]), Some(false));
+        assert_eq!(is_tls_hello(&[]), None);
+    }
+}
