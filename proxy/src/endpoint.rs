@@ -63,8 +63,14 @@ impl LoadStats {
         }
     }
 
-    /// Balancer cost: latency × (outstanding + 1).
+    /// Balancer cost: latency × (outstanding + 1). An endpoint that has never
+    /// answered costs nothing while idle (so a new or scaled-up endpoint is probed
+    /// at once instead of starving behind a fast incumbent under sequential load)
+    /// and the default RTT per request in flight (so a burst does not pile onto it).
     pub fn cost(&self, now: u64) -> f64 {
+        if self.stamp_ns.load(Ordering::Relaxed) == 0 {
+            return DEFAULT_RTT_NS * f64::from(self.outstanding());
+        }
         self.ewma_ns(now).max(1.0) * f64::from(self.outstanding() + 1)
     }
 
@@ -164,6 +170,16 @@ impl EndpointRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untried_endpoints_are_probed_first_but_not_flooded() {
+        let fast = Arc::new(LoadStats::default());
+        fast.observe(Duration::from_micros(200), 1_000);
+        let fresh = Arc::new(LoadStats::default());
+        assert!(fresh.cost(2_000) < fast.cost(2_000), "an idle untried endpoint is tried");
+        let _in_flight: Vec<_> = (0..2).map(|_| fresh.start()).collect();
+        assert!(fresh.cost(2_000) > fast.cost(2_000), "but not flooded while it has not answered");
+    }
 
     #[test]
     fn ewma_tracks_peaks_and_decays() {
