@@ -176,9 +176,15 @@ mod tests {
         let fast = Arc::new(LoadStats::default());
         fast.observe(Duration::from_micros(200), 1_000);
         let fresh = Arc::new(LoadStats::default());
-        assert!(fresh.cost(2_000) < fast.cost(2_000), "an idle untried endpoint is tried");
+        assert!(
+            fresh.cost(2_000) < fast.cost(2_000),
+            "an idle untried endpoint is tried"
+        );
         let _in_flight: Vec<_> = (0..2).map(|_| fresh.start()).collect();
-        assert!(fresh.cost(2_000) > fast.cost(2_000), "but not flooded while it has not answered");
+        assert!(
+            fresh.cost(2_000) > fast.cost(2_000),
+            "but not flooded while it has not answered"
+        );
     }
 
     #[test]

@@ -28,26 +28,10 @@ pub enum InboundTarget {
 
 /// Accepts until draining starts.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, target: InboundTarget) {
-    let local = listener.local_addr().ok();
-    let mut drain = shared.drain.watcher();
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(error) => {
-                    tracing::warn!(%error, "inbound accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = crate::drain::Drain::started(&mut drain) => return,
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _guard = shared.drain.track();
-            handle(shared, stream, peer, target, local).await;
-        });
-    }
+    super::accept::accept_loop(listener, shared, "inbound", move |shared, stream, peer, local| {
+        handle(shared, stream, peer, target, local)
+    })
+    .await;
 }
 
 fn app_port(stream: &TcpStream, target: InboundTarget, listener: Option<SocketAddr>) -> Option<u16> {

@@ -7,6 +7,7 @@
 //! - [`policy::call`]: the per-request layer around the upstream call (retries,
 //!   timeouts, circuit breakers).
 
+pub mod accept;
 pub mod access_log;
 pub mod body;
 pub mod connect;

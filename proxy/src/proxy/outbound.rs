@@ -34,26 +34,13 @@ pub enum OrigDst {
 
 /// Accepts until draining starts.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, orig: OrigDst) {
-    let local = listener.local_addr().ok();
-    let mut drain = shared.drain.watcher();
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(error) => {
-                    tracing::warn!(%error, "outbound accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = crate::drain::Drain::started(&mut drain) => return,
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _guard = shared.drain.track();
-            handle(shared, stream, peer, orig, local).await;
-        });
-    }
+    super::accept::accept_loop(
+        listener,
+        shared,
+        "outbound",
+        move |shared, stream, peer, local| handle(shared, stream, peer, orig, local),
+    )
+    .await;
 }
 
 fn destination(stream: &TcpStream, orig: OrigDst, listener: Option<SocketAddr>) -> Option<SocketAddr> {
