@@ -1,25 +1,67 @@
-//! `make bench-operator`: renders a synthetic cluster of 1,000 services, 10,000
-//! endpoints and 200 identities (10 namespaces × 20 ServiceAccounts, 50 pods
-//! each, 5 services per identity, each service backed by 10 pods), with 100
-//! TrafficSplits, 200 TrafficTargets (each identity may call 5 others), 50
-//! Retries and 50 CircuitBreakers. Measured in `smi` access mode (scoped
-//! configs) and `permissive` mode (every service in every config); the largest
-//! ConfigMap payload of each is printed.
+//! `make bench-control-plane` (also `make bench-operator`): renders synthetic clusters of
+//! 100, 1,000 and 5,000 services. Shape per identity (ServiceAccount): 50 meshed pods and 5
+//! Services each backed by 10 of its pods; 20 identities per namespace (2 × 10 at 100 services);
+//! every identity may be called by the next 5 identities (TrafficTarget, TCPRoute all ports);
+//! every second identity has a TrafficSplit, every fourth a Retry and a CircuitBreaker.
+//! At 1,000 services: 10,000 endpoints, 200 identities, 100 TrafficSplits, 200 TrafficTargets,
+//! 50 Retries, 50 CircuitBreakers.
+//!
+//! Measured in `smi` access mode (scoped configs) with criterion at every scale, and in
+//! `permissive` mode (every service in every config) with criterion at 100 and 1,000 services
+//! and one timed render at 5,000 (a criterion run there would take minutes). Each (mode, scale)
+//! is also rendered once in a fresh child process of this bench, which reports the largest
+//! ConfigMap payload and its own peak RSS (VmHWM): the memory of the cluster model plus one
+//! full render, a lower bound for the controller's (which also caches the raw API objects).
+//! Results: stderr and `target/bench/control-plane.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 use weft_controller::api::policy::{Breaker, CircuitBreakerSpec, RetrySpec, ServiceRef};
 use weft_controller::api::split::SplitView;
 use weft_controller::operator::render::render;
 use weft_controller::operator::state::*;
+use weft_proxy_config::AccessMode;
 
-const NAMESPACES: usize = 10;
-const SAS_PER_NS: usize = 20;
 const PODS_PER_SA: usize = 50;
 const SVCS_PER_SA: usize = 5;
 const EPS_PER_SVC: usize = 10;
+/// Set in the child processes: `<mode>:<services>`.
+const CHILD_ENV: &str = "WEFT_RENDER_BENCH_CHILD";
+
+/// A cluster size: namespaces × ServiceAccounts per namespace, 5 services per identity.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    namespaces: usize,
+    sas_per_ns: usize,
+}
+
+impl Scale {
+    fn services(self) -> usize {
+        self.namespaces * self.sas_per_ns * SVCS_PER_SA
+    }
+
+    fn for_services(n: usize) -> Option<Self> {
+        SCALES.into_iter().find(|s| s.services() == n)
+    }
+}
+
+const SCALES: [Scale; 3] = [
+    Scale {
+        namespaces: 2,
+        sas_per_ns: 10,
+    },
+    Scale {
+        namespaces: 10,
+        sas_per_ns: 20,
+    },
+    Scale {
+        namespaces: 50,
+        sas_per_ns: 20,
+    },
+];
 
 fn pod_ip(n: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, (n / 250) as u8, (n % 250 + 1) as u8))
@@ -29,14 +71,18 @@ fn svc_ip(n: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 19, (n / 250) as u8, (n % 250 + 1) as u8))
 }
 
-fn cluster(access: weft_proxy_config::AccessMode) -> ClusterState {
+fn cluster(access: AccessMode, scale: Scale) -> ClusterState {
+    let Scale {
+        namespaces,
+        sas_per_ns,
+    } = scale;
     let mut st = ClusterState::default();
     st.mesh.access_mode = access;
     let mut pod_n = 0;
     let mut svc_n = 0;
-    for ns_i in 0..NAMESPACES {
+    for ns_i in 0..namespaces {
         let ns = format!("team-{ns_i:02}");
-        for sa_i in 0..SAS_PER_NS {
+        for sa_i in 0..sas_per_ns {
             let sa = format!("app-{sa_i:02}");
             st.service_accounts.push(ServiceAccountInfo {
                 namespace: ns.clone(),
@@ -92,13 +138,13 @@ fn cluster(access: weft_proxy_config::AccessMode) -> ClusterState {
                 });
             }
             // Each identity may be called by the next 5 identities (wrapping).
-            let me = ns_i * SAS_PER_NS + sa_i;
+            let me = ns_i * sas_per_ns + sa_i;
             let sources = (1..=5)
                 .map(|k| {
-                    let o = (me + k) % (NAMESPACES * SAS_PER_NS);
+                    let o = (me + k) % (namespaces * sas_per_ns);
                     (
-                        format!("team-{:02}", o / SAS_PER_NS),
-                        format!("app-{:02}", o % SAS_PER_NS),
+                        format!("team-{:02}", o / sas_per_ns),
+                        format!("app-{:02}", o % sas_per_ns),
                     )
                 })
                 .collect();
@@ -170,39 +216,168 @@ fn cluster(access: weft_proxy_config::AccessMode) -> ClusterState {
     st
 }
 
-fn report(name: &str, st: &ClusterState) {
-    let out = render(st);
+fn mode_name(m: AccessMode) -> &'static str {
+    match m {
+        AccessMode::Permissive => "permissive",
+        _ => "smi",
+    }
+}
+
+/// VmHWM / VmRSS of this process in kB.
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Child process: build one cluster, render it once, print one JSON line.
+fn child(spec: &str) {
+    let (mode, n) = spec.split_once(':').expect("mode:services");
+    let access = if mode == "permissive" {
+        AccessMode::Permissive
+    } else {
+        AccessMode::Smi
+    };
+    let scale = Scale::for_services(n.parse().expect("services")).expect("known scale");
+    let st = cluster(access, scale);
+    let model_rss_kb = status_kb("VmRSS");
+    let t = Instant::now();
+    let out = render(&st);
+    let once = t.elapsed();
     let largest = out.configs.values().map(|c| c.json.len()).max().unwrap_or(0);
     let total: usize = out.configs.values().map(|c| c.json.len()).sum();
-    let eps: usize = st.endpoint_slices.iter().map(|s| s.endpoints.len()).sum();
+    // Configs over the ConfigMap limit are not emitted; their size is in the reason.
+    let largest_not_emitted = out
+        .skipped
+        .values()
+        .filter_map(|why| {
+            why.strip_prefix("config is ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let line = serde_json::json!({
+        "mode": mode,
+        "services": st.services.len(),
+        "endpoints": st.endpoint_slices.iter().map(|s| s.endpoints.len()).sum::<usize>(),
+        "identities": st.service_accounts.len(),
+        "configs": out.configs.len(),
+        "not_emitted": out.skipped.len(),
+        "not_emitted_example": out.skipped.values().next(),
+        "largest_configmap_bytes": largest,
+        "largest_not_emitted_bytes": largest_not_emitted,
+        "total_bytes": total,
+        "one_render_ms": once.as_secs_f64() * 1e3,
+        "model_rss_kb": model_rss_kb,
+        "peak_rss_kb": status_kb("VmHWM"),
+    });
+    println!("{line}");
+}
+
+fn measure_in_child(mode: AccessMode, scale: Scale) -> serde_json::Value {
+    let exe = std::env::current_exe().expect("own path");
+    let out = std::process::Command::new(exe)
+        .env(CHILD_ENV, format!("{}:{}", mode_name(mode), scale.services()))
+        .output()
+        .expect("child ran");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = text
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "child printed no JSON: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     eprintln!(
-        "render/{name}: {} services, {eps} endpoints, {} identities -> {} configs, largest {largest} bytes \
-         ({:.2} MiB), total {:.1} MiB; {} not emitted",
-        st.services.len(),
-        st.service_accounts.len(),
-        out.configs.len(),
-        largest as f64 / 1_048_576.0,
-        total as f64 / 1_048_576.0,
-        out.skipped.len(),
+        "render/{}/{}: {} endpoints, {} identities -> {} configs ({} not emitted), largest ConfigMap {} B \
+         (largest not emitted {} B), one render {:.1} ms, peak RSS {:.1} MiB (model alone {:.1} MiB)",
+        mode_name(mode),
+        scale.services(),
+        v["endpoints"],
+        v["identities"],
+        v["configs"],
+        v["not_emitted"],
+        v["largest_configmap_bytes"],
+        v["largest_not_emitted_bytes"],
+        v["one_render_ms"].as_f64().unwrap_or(0.0),
+        v["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+        v["model_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
     );
-    if let Some((id, why)) = out.skipped.iter().next() {
-        eprintln!("render/{name}: e.g. {}/{}: {why}", id.0, id.1);
-    }
+    v
 }
 
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("render");
-    group.sample_size(10);
-    for (name, mode) in [
-        ("smi", weft_proxy_config::AccessMode::Smi),
-        ("permissive", weft_proxy_config::AccessMode::Permissive),
-    ] {
-        let st = cluster(mode);
-        report(name, &st);
-        group.bench_function(name, |b| b.iter(|| black_box(render(black_box(&st)))));
-    }
-    group.finish();
+/// Criterion's estimate (mean, 95% interval) in ms, from its output directory.
+fn criterion_estimate(id: &str) -> Option<serde_json::Value> {
+    let base = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{base}/criterion/render/{id}/new/estimates.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let mean = &v["mean"];
+    let ms = |x: &serde_json::Value| x.as_f64().map(|ns| ns / 1e6);
+    Some(serde_json::json!({
+        "mean_ms": ms(&mean["point_estimate"])?,
+        "ci95_ms": [ms(&mean["confidence_interval"]["lower_bound"])?, ms(&mean["confidence_interval"]["upper_bound"])?],
+    }))
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// Whether criterion measures `mode` at `scale` (permissive at 5,000 services is timed once).
+fn criterion_covers(mode: AccessMode, scale: Scale) -> bool {
+    mode == AccessMode::Smi || scale.services() <= 1_000
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child(&spec);
+        return;
+    }
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut rows = Vec::new();
+    {
+        let mut group = c.benchmark_group("render");
+        for mode in [AccessMode::Smi, AccessMode::Permissive] {
+            for scale in SCALES {
+                rows.push((mode, scale, measure_in_child(mode, scale)));
+                if criterion_covers(mode, scale) {
+                    let st = cluster(mode, scale);
+                    let id = BenchmarkId::new(mode_name(mode), scale.services());
+                    group.bench_with_input(id, &st, |b, st| b.iter(|| black_box(render(black_box(st)))));
+                }
+            }
+        }
+        group.finish();
+    }
+    c.final_summary();
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(mode, scale, mut v)| {
+            let id = format!("{}/{}", mode_name(mode), scale.services());
+            v["criterion"] = criterion_estimate(&id).unwrap_or(serde_json::Value::Null);
+            v
+        })
+        .collect();
+    let doc = serde_json::json!({ "bench": "render", "rows": rows });
+    let _ = std::fs::create_dir_all("target/bench");
+    let _ = std::fs::write(
+        "target/bench/control-plane.json",
+        serde_json::to_string_pretty(&doc).unwrap(),
+    );
+    eprintln!("render: wrote target/bench/control-plane.json");
+}

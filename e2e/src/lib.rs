@@ -6,6 +6,7 @@ pub mod apply;
 pub mod control_plane;
 pub mod demo_app;
 pub mod dev_cluster;
+pub mod mesh;
 pub mod namespace;
 pub mod node;
 pub mod shared;

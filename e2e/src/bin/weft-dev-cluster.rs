@@ -115,7 +115,9 @@ fn run_until_signal(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()
         .block_on(async {
             let mut config = weft_e2e::node::AgentConfig::new("weft-node-0");
             config.api_server = Some(std::net::SocketAddr::from(([127, 0, 0, 1], cp.ports().apiserver)));
-            weft_e2e::node::Agent::start(cp.client()?, config).await.map_err(anyhow::Error::from)
+            weft_e2e::node::Agent::start(cp.client()?, config)
+                .await
+                .map_err(anyhow::Error::from)
         })
         .context("starting the e2e node agent (needs root)")?;
     let summary = format!(

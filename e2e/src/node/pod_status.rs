@@ -209,7 +209,8 @@ pub fn pod_status(
         container_statuses: Some(apps.iter().map(|r| r.status(uid)).collect()),
         message: facts.message.clone(),
         reason: facts.reason.clone(),
-        qos_class: Some("BestEffort".into()),
+        // The API server sets qosClass at creation and it is immutable: never patch it.
+        qos_class: None,
         ..PodStatus::default()
     }
 }

@@ -200,11 +200,15 @@ pub fn render_nat(table: &ServiceTable, previous: &BTreeSet<String>) -> (String,
             }
         }
     }
+    // Stale chains are declared too: declaring flushes them, and `-X` refuses a chain that
+    // still holds rules (EBUSY), which would fail the whole transaction.
+    let stale: Vec<&String> = previous.difference(&chains).collect();
     let mut out = String::from("*nat\n");
     for c in [SERVICES_CHAIN, POSTROUTING_CHAIN]
         .iter()
         .map(|s| s.to_string())
         .chain(chains.iter().cloned())
+        .chain(stale.iter().map(|s| s.to_string()))
     {
         out.push_str(&format!(":{c} - [0:0]\n"));
     }
@@ -212,7 +216,7 @@ pub fn render_nat(table: &ServiceTable, previous: &BTreeSet<String>) -> (String,
         out.push_str(&r);
         out.push('\n');
     }
-    for stale in previous.difference(&chains) {
+    for stale in stale {
         out.push_str(&format!("-X {stale}\n"));
     }
     out.push_str("COMMIT\n");

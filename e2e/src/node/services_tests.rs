@@ -109,6 +109,10 @@ fn nat_payload_spreads_load_marks_hairpin_and_deletes_stale_chains() {
     assert!(payload.contains("-s 198.18.0.3/32 -j MARK --set-xmark 0x4000/0x4000"));
     assert!(payload.contains("-d 198.19.0.10/32 -p tcp -m tcp --dport 80"));
     assert!(payload.contains("-A WEFT-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE"));
+    assert!(
+        payload.contains(":WEFT-SEP-OLD - [0:0]\n"),
+        "stale chains are flushed first"
+    );
     assert!(payload.contains("-X WEFT-SEP-OLD\n"));
     assert!(payload.ends_with("COMMIT\n"));
     // Deterministic: same input, same output; no stale chains the second time.
@@ -135,4 +139,81 @@ fn hosts_give_short_names_only_in_the_pods_namespace() {
         "{hosts}"
     );
     assert!(hosts.contains("127.0.0.1\tlocalhost"));
+}
+
+/// A throwaway network namespace, deleted on drop.
+struct ScratchNetns(String);
+
+impl Drop for ScratchNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn restore_in(netns: &str, payload: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "iptables-restore", "-w", "--noflush"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(payload.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The real kernel accepts the payload sequence the agent produces when an endpoint goes
+/// away: its backend chain must be flushed before it is deleted (else EBUSY fails the whole
+/// transaction and every Service keeps stale DNAT rules).
+#[test]
+fn nat_payloads_apply_in_a_real_netns_when_endpoints_go_away() {
+    if !std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+    {
+        eprintln!("SKIPPED: needs root (network namespaces, iptables)");
+        return;
+    }
+    let ns = ScratchNetns(format!("weft-svc-test-{}", std::process::id()));
+    let ok = std::process::Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let services = vec![svc(
+        "a",
+        "web",
+        "198.19.0.10",
+        json!([{"name": "http", "port": 80}]),
+    )];
+    let both = vec![slice(
+        "a",
+        "web",
+        "http",
+        8080,
+        &[("198.18.0.2", Some(true)), ("198.18.0.3", Some(true))],
+    )];
+    let one = vec![slice("a", "web", "http", 8080, &[("198.18.0.2", Some(true))])];
+    let (first, chains) = render_nat(&build_table(&services, &both, None), &BTreeSet::new());
+    let out = restore_in(&ns.0, &first);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (second, left) = render_nat(&build_table(&services, &one, None), &chains);
+    let out = restore_in(&ns.0, &second);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, "iptables", "-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for gone in chains.difference(&left) {
+        assert!(
+            !listing.contains(gone.as_str()),
+            "{gone} still present:\n{listing}"
+        );
+    }
+    assert!(listing.contains("198.18.0.2:8080"), "{listing}");
+    assert!(!listing.contains("198.18.0.3:8080"), "{listing}");
 }

@@ -1,6 +1,8 @@
 //! Config from a mounted file, re-checked every interval by modification time
 //! and size (no inotify: ConfigMap volumes swap a symlink, which `metadata`
-//! follows, and polling works the same on every filesystem).
+//! follows, and polling works the same on every filesystem). While the API watch
+//! holds the ConfigMap the file defers to it (volume sync lags the watch, so the
+//! file may still hold the previous config); it applies again once the watch is lost.
 
 use super::store::ConfigStore;
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ pub async fn watch_file(
             Ok(meta) => {
                 missing_logged = false;
                 let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
-                if last != Some(stamp) {
+                if last != Some(stamp) && !store.api_live() {
                     match tokio::fs::read_to_string(&path).await {
                         Ok(text) => {
                             last = Some(stamp);
@@ -93,6 +95,35 @@ mod tests {
         std::fs::write(&path, GOOD.replace("\"a\"", "\"b\"").replace("sa/a", "sa/b")).unwrap();
         assert!(wait_for(|| store.load().is_some_and(|s| s.generation == 2)).await);
         assert_eq!(store.load().unwrap().config.identity.service_account, "b");
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn defers_to_the_api_watch_while_it_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, GOOD).unwrap();
+        let store = Arc::new(ConfigStore::new(
+            Arc::new(Metrics::default()),
+            Arc::new(Readiness::default()),
+        ));
+        let newer = GOOD.replace("\"a\"", "\"b\"").replace("sa/a", "sa/b");
+        store.apply_json(&newer, "api").unwrap();
+        store.set_api_live(true);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(watch_file(
+            Arc::clone(&store),
+            path.clone(),
+            Duration::from_millis(10),
+            rx,
+        ));
+        // The lagging file holds the older config: it must not roll the store back.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.load().unwrap().config.identity.service_account, "b");
+        // Once the watch is lost the file stands in again.
+        store.set_api_live(false);
+        assert!(wait_for(|| store.load().unwrap().config.identity.service_account == "a").await);
         tx.send(true).unwrap();
         task.await.unwrap();
     }

@@ -144,8 +144,12 @@ async fn run(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) {
     let mut logged: Option<String> = None;
     loop {
         let mut rv = match initial_get(store, http, cm).await {
-            Ok(rv) => rv,
+            Ok(rv) => {
+                store.set_api_live(true);
+                rv
+            }
             Err(error) => {
+                store.set_api_live(false);
                 let msg = error.to_string();
                 if logged.as_deref() != Some(msg.as_str()) {
                     tracing::warn!(namespace = %cm.namespace, name = %cm.name, %error, "cannot read config map; retrying");

@@ -11,7 +11,7 @@ use crate::routing::RouteTable;
 use crate::routing::table::BuildError;
 use arc_swap::ArcSwapOption;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use weft_proxy_config::{ParseError, ProxyConfig};
 
@@ -55,6 +55,10 @@ pub struct ConfigStore {
     readiness: Arc<Readiness>,
     generation: AtomicU64,
     last_rejected: Mutex<Option<u64>>,
+    /// The API watch has the ConfigMap (it is authoritative; the mounted file only
+    /// stands in while it is not, because kubelet-style volume sync lags behind the
+    /// watch and would otherwise roll a newer config back to an older one).
+    api_live: AtomicBool,
 }
 
 fn hash_text(text: &str) -> u64 {
@@ -74,12 +78,23 @@ impl ConfigStore {
             readiness,
             generation: AtomicU64::new(0),
             last_rejected: Mutex::new(None),
+            api_live: AtomicBool::new(false),
         }
     }
 
     /// The current snapshot (cheap, lock-free), `None` before the first config.
     pub fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// Marks whether the API watch currently holds the ConfigMap.
+    pub fn set_api_live(&self, live: bool) {
+        self.api_live.store(live, Ordering::Release);
+    }
+
+    /// Whether the API watch currently holds the ConfigMap (the file source then defers).
+    pub fn api_live(&self) -> bool {
+        self.api_live.load(Ordering::Acquire)
     }
 
     /// The endpoint registry (shared with inbound app endpoints).

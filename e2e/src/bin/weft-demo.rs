@@ -1,0 +1,459 @@
+//! `weft-demo`: installs weft on the cluster of the current kubeconfig and narrates a
+//! Bookinfo-like demo with measured numbers (`make demo`).
+//!
+//! - `weft-demo install`: what `make install` runs — `crds/` (awaited Established), then
+//!   `manifests/`, then the controller Deployment awaited Available.
+//! - `weft-demo run`: install, deploy `examples/bookinfo/` in the labelled namespace
+//!   `bookinfo` (recreated fresh), then traffic splitting, a header route, default deny
+//!   and a TrafficTarget, a Retry over a flaky `ratings`, a CircuitBreaker on a failing
+//!   `reviews-v3`; requests are sent from inside the productpage pod's network namespace
+//!   (needs root, as the dev cluster does). Prints a summary table; leaves the cluster up.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use weft_e2e::apply;
+use weft_e2e::mesh::policy::{self, HttpMatch};
+use weft_e2e::mesh::traffic::{Batch, Reply, format_tally, success_ratio, tally};
+use weft_e2e::mesh::{install, sync, wait_for, workload};
+
+const NS: &str = "bookinfo";
+const REVIEWS: &str = "http://reviews.bookinfo:9080/";
+
+#[derive(Debug, Parser)]
+#[command(name = "weft-demo", about = "Install weft and run the Bookinfo demo")]
+struct Args {
+    /// Kubeconfig (default: $KUBECONFIG, else .weft/kubeconfig).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// Repository root holding crds/, manifests/ and examples/.
+    #[arg(long, global = true, default_value_os_t = apply::repo_root())]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply crds/ and manifests/ and wait for the controller (make install).
+    Install,
+    /// Install, deploy Bookinfo and narrate the demo (make demo).
+    Run,
+}
+
+/// One line of the summary table.
+#[derive(Debug)]
+struct Outcome {
+    step: String,
+    measured: String,
+    ok: bool,
+}
+
+/// The demo's state: client, productpage netns, summary lines.
+struct Demo {
+    client: kube::Client,
+    netns: String,
+    summary: Vec<Outcome>,
+}
+
+fn say(line: &str) {
+    println!("    {line}");
+}
+
+async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
+    let path = kubeconfig
+        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| apply::repo_root().join(".weft/kubeconfig"));
+    let kc = kube::config::Kubeconfig::read_from(&path).with_context(|| {
+        format!(
+            "reading kubeconfig {} (is the cluster up? make dev-cluster)",
+            path.display()
+        )
+    })?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn install_weft(client: &kube::Client, root: &std::path::Path) -> anyhow::Result<()> {
+    let r = install::install(client, root, Duration::from_secs(180), &|s| say(s))
+        .await
+        .context("installing weft")?;
+    say(&format!(
+        "{} CRDs Established, {} objects applied in {:.1}s; weft-controller Available after {:.1}s",
+        r.crds.len(),
+        r.objects,
+        r.apply.as_secs_f64(),
+        r.available.as_secs_f64()
+    ));
+    Ok(())
+}
+
+impl Demo {
+    fn record(&mut self, step: &str, measured: String, ok: bool) {
+        say(&format!("{} {measured}", if ok { "✔" } else { "✘" }));
+        self.summary.push(Outcome {
+            step: step.into(),
+            measured,
+            ok,
+        });
+    }
+
+    async fn apply(&self, object: serde_json::Value) -> anyhow::Result<()> {
+        let what = format!("{} {}", object["kind"], object["metadata"]["name"]);
+        workload::apply_value(&self.client, object)
+            .await
+            .with_context(|| format!("applying {what}"))
+    }
+
+    /// Applies `objects` and waits until the sidecars of every pod of `apps` serve the
+    /// config the operator rendered from them. Returns how long that took.
+    async fn change(&self, apps: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<Duration> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
+        let lp = ListParams::default().labels(&format!("app in ({apps})"));
+        let pods: Vec<Pod> = pods
+            .list(&lp)
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let mut before = Vec::new();
+        for p in &pods {
+            before.push(sync::current_hash(&self.client, p).await?);
+        }
+        let began = Instant::now();
+        for o in objects {
+            self.apply(o).await?;
+        }
+        for (p, h) in pods.iter().zip(&before) {
+            sync::wait_in_force(&self.client, p, h, Duration::from_secs(30)).await?;
+        }
+        Ok(began.elapsed())
+    }
+
+    /// Sends batches of 5 until `done` holds for one (the sidecars have the config; this
+    /// covers connections and endpoints catching up), at most 15 s. Returns the time taken.
+    async fn until(&self, url: &str, done: impl Fn(&[Reply]) -> bool) -> anyhow::Result<Duration> {
+        let began = Instant::now();
+        loop {
+            let r = self.requests(url, 5, &[]).await?;
+            if done(&r) {
+                return Ok(began.elapsed());
+            }
+            if began.elapsed() > Duration::from_secs(15) {
+                bail!(
+                    "traffic did not follow within 15 s (last: {})",
+                    format_tally(&tally(&r))
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn requests(&self, url: &str, n: usize, headers: &[&str]) -> anyhow::Result<Vec<Reply>> {
+        let mut b = Batch::get(&self.netns, url, n);
+        b.headers = headers;
+        Ok(b.run().await?)
+    }
+
+    async fn split(&mut self, v1: u32, v2: u32) -> anyhow::Result<()> {
+        let split = workload::traffic_split(
+            NS,
+            "reviews",
+            "reviews",
+            &[("reviews-v1", v1), ("reviews-v2", v2)],
+        );
+        let took = self.change("productpage", vec![split]).await?;
+        let r = self.requests(REVIEWS, 100, &[]).await?;
+        let t = tally(&r);
+        let share = t.get("v2").copied().unwrap_or(0);
+        let ok =
+            (share as i64 - i64::from(v2)).abs() <= 15 && success_ratio(&r) == 1.0 && !t.contains_key("v3");
+        self.record(
+            &format!("TrafficSplit reviews v1/v2 {v1}/{v2}"),
+            format!(
+                "100 requests: {} (in force after {:.2}s)",
+                format_tally(&t),
+                took.as_secs_f64()
+            ),
+            ok,
+        );
+        Ok(())
+    }
+}
+
+fn step(n: usize, title: &str) {
+    println!("\n[{n}/9] {title}");
+}
+
+async fn run(args: &Args) -> anyhow::Result<bool> {
+    let client = client(args.kubeconfig.clone()).await?;
+    step(1, "Install weft from crds/ and manifests/");
+    install_weft(&client, &args.root).await?;
+    install::set_mesh_modes(&client, "permissive", "permissive").await?;
+    say("MeshConfig default: accessMode permissive, mtlsMode permissive (policies come later)");
+
+    step(
+        2,
+        "Deploy Bookinfo (examples/bookinfo) in the labelled namespace bookinfo",
+    );
+    let nss: Api<Namespace> = Api::all(client.clone());
+    if nss.get_opt(NS).await?.is_some() {
+        say("removing the bookinfo namespace of an earlier run");
+        let _ = nss.delete(NS, &DeleteParams::default()).await;
+        wait_for(
+            "namespace bookinfo to be deleted",
+            Duration::from_secs(120),
+            || {
+                let nss = nss.clone();
+                async move {
+                    Ok(nss
+                        .get_opt(NS)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .is_none()
+                        .then_some(()))
+                }
+            },
+        )
+        .await?;
+    }
+    let manifests = apply::load_dir(&args.root.join("examples/bookinfo"))?;
+    apply::apply_all(&client, &manifests, Duration::from_secs(30)).await?;
+    let began = Instant::now();
+    let pods = workload::wait_pods_ready(&client, NS, "app", 6, Duration::from_secs(180)).await?;
+    let injected = pods.iter().filter(|p| workload::injected(p)).count();
+    say(&format!(
+        "6 pods Ready after {:.1}s, {injected}/6 injected with weft-init + weft-proxy",
+        began.elapsed().as_secs_f64()
+    ));
+    if injected != 6 {
+        bail!("only {injected} of 6 pods were injected");
+    }
+    let productpage = pods
+        .iter()
+        .find(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app"))
+                .map(String::as_str)
+                == Some("productpage")
+        })
+        .context("no productpage pod")?;
+    let netns = workload::pod_netns(productpage).context("productpage has no uid")?;
+    say(&format!(
+        "requests are sent from productpage's network namespace {netns}, through its sidecar"
+    ));
+    let mut demo = Demo {
+        client: client.clone(),
+        netns,
+        summary: Vec::new(),
+    };
+    let began = Instant::now();
+    wait_for(
+        "productpage -> reviews to answer",
+        Duration::from_secs(60),
+        || async {
+            let r = demo.requests(REVIEWS, 1, &[]).await.map_err(|e| e.to_string())?;
+            Ok((r[0].status == 200).then_some(()))
+        },
+    )
+    .await?;
+    // The first answer shows some reviews endpoints reached productpage's config; the
+    // other versions may join a moment later, so look at batches of 60 for up to 30 s.
+    let mut r = demo.requests(REVIEWS, 60, &[]).await?;
+    while tally(&r).len() < 3 && began.elapsed() < Duration::from_secs(30) {
+        r = demo.requests(REVIEWS, 60, &[]).await?;
+    }
+    let t = tally(&r);
+    demo.record(
+        "No TrafficSplit: reviews (root service)",
+        format!(
+            "60 requests: {} (first answer after {:.1}s)",
+            format_tally(&t),
+            began.elapsed().as_secs_f64()
+        ),
+        t.len() >= 2 && success_ratio(&r) == 1.0,
+    );
+    say("(the peak-EWMA balancer favours the endpoints it measured fastest, so shares are uneven)");
+
+    step(3, "Canary: a TrafficSplit moves reviews from v1 to v2");
+    for (v1, v2) in [(90, 10), (50, 50), (0, 100)] {
+        demo.split(v1, v2).await?;
+    }
+
+    step(4, "Header route: end-user: jason -> reviews-v2");
+    workload::delete(
+        &client,
+        "split.smi-spec.io/v1alpha4",
+        "TrafficSplit",
+        NS,
+        "reviews",
+    )
+    .await?;
+    let jason = [HttpMatch {
+        name: "jason",
+        headers: &[("end-user", "jason")],
+        ..HttpMatch::default()
+    }];
+    let objects = vec![
+        policy::http_route_group(NS, "reviews-jason", &jason),
+        policy::header_split(NS, "reviews-jason", "reviews", "reviews-jason", "reviews-v2"),
+    ];
+    let took = demo.change("productpage", objects).await?;
+    let hdr = ["end-user: jason"];
+    let with = tally(&demo.requests(REVIEWS, 50, &hdr).await?);
+    let without = tally(&demo.requests(REVIEWS, 50, &[]).await?);
+    demo.record(
+        "Header route end-user: jason -> v2",
+        format!(
+            "jason: {} | others: {} (in force after {:.2}s)",
+            format_tally(&with),
+            format_tally(&without),
+            took.as_secs_f64()
+        ),
+        with.get("v2") == Some(&50) && without.len() >= 2,
+    );
+
+    step(
+        5,
+        "Default deny (accessMode smi, mTLS strict), then TrafficTargets",
+    );
+    let modes = install::mesh_config("smi", "strict");
+    let took = demo.change("productpage,reviews", vec![modes]).await?;
+    let took = took + demo.until(REVIEWS, |r| r.iter().all(|r| r.status != 200)).await?;
+    let r = demo.requests(REVIEWS, 20, &[]).await?;
+    demo.record(
+        "Default deny productpage -> reviews",
+        format!(
+            "20 requests: {} (in force after {:.2}s)",
+            format_tally(&tally(&r)),
+            took.as_secs_f64()
+        ),
+        success_ratio(&r) == 0.0,
+    );
+    let rules: [policy::Rule<'_>; 1] = [("TCPRoute", "all-ports", &[])];
+    let mut objects = vec![policy::tcp_route(NS, "all-ports")];
+    for (dest, src) in [
+        ("reviews", "productpage"),
+        ("details", "productpage"),
+        ("ratings", "reviews"),
+    ] {
+        objects.push(policy::traffic_target(NS, dest, dest, &[src], &rules));
+    }
+    let took = demo
+        .change("productpage,reviews,details,ratings", objects)
+        .await?;
+    say("TrafficTargets: productpage -> reviews, productpage -> details, reviews -> ratings");
+    let took = took + demo.until(REVIEWS, |r| r.iter().all(|r| r.status == 200)).await?;
+    let r = demo.requests(REVIEWS, 50, &[]).await?;
+    demo.record(
+        "TrafficTarget productpage -> reviews",
+        format!(
+            "50 requests: {:.0}% OK: {} (in force after {:.2}s)",
+            success_ratio(&r) * 100.0,
+            format_tally(&tally(&r)),
+            took.as_secs_f64()
+        ),
+        success_ratio(&r) == 1.0,
+    );
+
+    step(
+        6,
+        "Retry: reviews -> ratings, where ratings fails 30% of requests",
+    );
+    let via_v2 = "http://reviews-v2.bookinfo:9080/call?url=http%3A%2F%2Fratings.bookinfo%3A9080%2F";
+    demo.until(via_v2, |r| r.iter().any(|r| r.status == 200)).await?;
+    let before = success_ratio(&demo.requests(via_v2, 100, &[]).await?);
+    let took = demo
+        .change(
+            "reviews",
+            vec![policy::retry(NS, "ratings", "reviews", "ratings", 3)],
+        )
+        .await?;
+    let after = success_ratio(&demo.requests(via_v2, 100, &[]).await?);
+    demo.record(
+        "Retry (3 retries) masks flaky ratings",
+        format!(
+            "productpage -> reviews-v2 -> ratings: {:.0}% OK -> {:.0}% OK (in force after {:.2}s)",
+            before * 100.0,
+            after * 100.0,
+            took.as_secs_f64()
+        ),
+        after >= 0.95 && after > before,
+    );
+
+    step(
+        7,
+        "CircuitBreaker: reviews-v3 starts failing; the breaker opens and the fallback answers",
+    );
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "reviews", "env": [{"name": "FAIL_RATE", "value": "1.0"}]}]}}}});
+    deploys
+        .patch("reviews-v3", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    install::wait_available(&client, NS, "reviews-v3", Duration::from_secs(120)).await?;
+    workload::wait_pods_ready(&client, NS, "app=reviews,version=v3", 1, Duration::from_secs(120)).await?;
+    say("reviews-v3 rolled out with FAIL_RATE=1.0 (every request answers 500)");
+    let cb = policy::circuit_breaker(NS, "reviews-v3", "reviews-v3", 10);
+    let took = demo.change("productpage", vec![cb]).await?;
+    let r = demo.requests("http://reviews-v3.bookinfo:9080/", 60, &[]).await?;
+    let failed = r.iter().filter(|r| r.status == 500).count();
+    let fallback = r
+        .iter()
+        .filter(|r| r.status == 503 && r.body.contains("fallback"))
+        .count();
+    demo.record(
+        "CircuitBreaker on failing reviews-v3",
+        format!(
+            "60 requests: {failed} reached v3 (500), then the breaker opened: {fallback} fallback answers (503) \
+             (in force after {:.2}s)",
+            took.as_secs_f64()
+        ),
+        fallback >= 30 && failed <= 30,
+    );
+
+    step(8, "Summary");
+    let width = demo.summary.iter().map(|o| o.step.len()).max().unwrap_or(10);
+    println!("    {:<width$}  result  measured", "step");
+    for o in &demo.summary {
+        println!(
+            "    {:<width$}  {:<6}  {}",
+            o.step,
+            if o.ok { "ok" } else { "FAILED" },
+            o.measured
+        );
+    }
+    step(9, "The cluster stays up");
+    say(
+        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,wretry,wcb",
+    );
+    say("stop it with: make dev-cluster-down");
+    Ok(demo.summary.iter().all(|o| o.ok))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.command {
+        Command::Install => {
+            let client = client(args.kubeconfig.clone()).await?;
+            println!("Installing weft");
+            install_weft(&client, &args.root).await?;
+        }
+        Command::Run => {
+            if !run(&args).await.context("the demo stopped")? {
+                bail!("some demo steps did not behave as expected (see the summary)");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Installing weft the way `make install` does: the CRDs in `crds/` (awaited until
+//! `Established`), then everything in `manifests/`, then the controller Deployment awaited
+//! until Available and the injector's CA bundle written; plus a check that the API server
+//! really reaches the webhook through its Service.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::PostParams;
+
+use super::{MeshError, wait_for};
+use crate::apply;
+
+/// The controller's namespace and Deployment.
+pub const SYSTEM_NAMESPACE: &str = "weft-system";
+/// The controller Deployment (and Service) name.
+pub const CONTROLLER: &str = "weft-controller";
+/// The injector configuration.
+pub const INJECTOR: &str = "weft-injector";
+
+/// How long each install phase took.
+#[derive(Debug, Clone, Default)]
+pub struct InstallReport {
+    /// CRDs applied and Established.
+    pub crds: Vec<String>,
+    /// Objects applied from `manifests/`.
+    pub objects: usize,
+    /// Applying CRDs + manifests.
+    pub apply: Duration,
+    /// Until the Deployment was Available and the CA bundle present.
+    pub available: Duration,
+}
+
+/// Applies `<root>/crds` then `<root>/manifests`, waits for the controller to be Available
+/// (all replicas) and for the injector's `caBundle`. `progress` gets one line per phase.
+pub async fn install(
+    client: &kube::Client,
+    root: &Path,
+    timeout: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<InstallReport, MeshError> {
+    let began = Instant::now();
+    let crds = apply::load_dir(&root.join("crds"))?;
+    progress(&format!("applying {} CRDs from crds/", crds.len()));
+    let crds = apply::install_crds(client, &crds, Duration::from_secs(60)).await?;
+    let manifests = apply::load_dir(&root.join("manifests"))?;
+    progress(&format!("applying {} objects from manifests/", manifests.len()));
+    apply::apply_all(client, &manifests, Duration::from_secs(30)).await?;
+    let apply = began.elapsed();
+    progress("waiting for deployment weft-system/weft-controller to be Available");
+    wait_available(client, SYSTEM_NAMESPACE, CONTROLLER, timeout).await?;
+    wait_ca_bundle(client, timeout).await?;
+    Ok(InstallReport {
+        crds,
+        objects: manifests.len(),
+        apply,
+        available: began.elapsed() - apply,
+    })
+}
+
+/// Waits until every replica of a Deployment is updated and available.
+pub async fn wait_available(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), MeshError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        &format!("deployment {namespace}/{name} Available"),
+        timeout,
+        || {
+            let api = api.clone();
+            async move {
+                let d = api.get_opt(name).await.map_err(|e| e.to_string())?;
+                let Some(d) = d else {
+                    return Err("not found".into());
+                };
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let st = d.status.unwrap_or_default();
+                let (avail, updated) = (
+                    st.available_replicas.unwrap_or(0),
+                    st.updated_replicas.unwrap_or(0),
+                );
+                if avail >= want && updated >= want && st.observed_generation >= d.metadata.generation {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("{avail}/{want} available, {updated}/{want} updated"))
+                }
+            }
+        },
+    )
+    .await
+}
+
+async fn wait_ca_bundle(client: &kube::Client, timeout: Duration) -> Result<(), MeshError> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    wait_for("the injector's caBundle", timeout, || {
+        let api = api.clone();
+        async move {
+            let c = api.get_opt(INJECTOR).await.map_err(|e| e.to_string())?;
+            let set = c
+                .and_then(|c| c.webhooks)
+                .is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.client_config.ca_bundle.is_some()));
+            Ok(set.then_some(()))
+        }
+    })
+    .await
+}
+
+/// Proves the API server calls the webhook through the `weft-controller` Service: a
+/// server-side dry-run pod create in `namespace` (labelled for injection) must come back
+/// injected. Retries until `timeout` (the Service's endpoints may still be settling).
+pub async fn webhook_answers(
+    client: &kube::Client,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<Duration, MeshError> {
+    let began = Instant::now();
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "weft-injection-probe"},
+        "spec": {"containers": [{"name": "app", "image": "weft/demo-app:0.1.0"}]}
+    }))
+    .map_err(|e| MeshError::Invalid(e.to_string()))?;
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    wait_for("the API server to call the injection webhook", timeout, || {
+        let (api, pod, params) = (api.clone(), pod.clone(), params.clone());
+        async move {
+            let created = api.create(&params, &pod).await.map_err(|e| e.to_string())?;
+            let injected = created
+                .metadata
+                .annotations
+                .is_some_and(|a| a.contains_key("weft.dev/injected"));
+            if injected {
+                Ok(Some(()))
+            } else {
+                Err("pod came back without injection".into())
+            }
+        }
+    })
+    .await?;
+    Ok(began.elapsed())
+}
+
+/// Sets the mesh-wide access and mTLS modes (MeshConfig `default`, server-side apply).
+pub async fn set_mesh_modes(client: &kube::Client, access: &str, mtls: &str) -> Result<(), MeshError> {
+    super::workload::apply_value(client, mesh_config(access, mtls)).await
+}
+
+/// MeshConfig `default` with these access and mTLS modes (other fields untouched on apply).
+pub fn mesh_config(access: &str, mtls: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "policy.weft.dev/v1alpha1", "kind": "MeshConfig",
+        "metadata": {"name": "default"},
+        "spec": {"accessMode": access, "mtlsMode": mtls}
+    })
+}

@@ -1,0 +1,203 @@
+//! Knowing when a config change is in force: the operator's per-identity ConfigMap
+//! (`weft-proxy-<sa>`, hash annotation `weft.dev/config-hash`) and what a pod's sidecar
+//! reports on its admin port (`GET :15020/config`, reached from the node: the admin port
+//! is never redirected).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{MeshError, wait_for};
+
+/// Annotation holding the rendered config's hash.
+pub const HASH_ANNOTATION: &str = "weft.dev/config-hash";
+
+/// The identity's ConfigMap: (hash annotation, parsed `config.json`), if present.
+pub async fn identity_config(
+    client: &kube::Client,
+    namespace: &str,
+    service_account: &str,
+) -> Result<Option<(String, serde_json::Value)>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let Some(cm) = api
+        .get_opt(&format!("weft-proxy-{service_account}"))
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let hash = cm
+        .metadata
+        .annotations
+        .and_then(|a| a.get(HASH_ANNOTATION).cloned())
+        .unwrap_or_default();
+    let json = cm
+        .data
+        .and_then(|d| d.get("config.json").cloned())
+        .unwrap_or_default();
+    let value = serde_json::from_str(&json).map_err(|e| format!("config.json: {e}"))?;
+    Ok(Some((hash, value)))
+}
+
+/// The config the sidecar of the pod at `ip` has loaded (`GET http://ip:15020/config`).
+pub async fn proxy_config(ip: &str) -> Result<serde_json::Value, String> {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect((ip, 15020))
+            .await
+            .map_err(|e| e.to_string())?;
+        let req = format!("GET /config HTTP/1.1\r\nHost: {ip}:15020\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out);
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(format!(
+                "admin /config: {}",
+                head.lines().next().unwrap_or_default()
+            ));
+        }
+        serde_json::from_str(body).map_err(|e| format!("admin /config body: {e}"))
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .map_err(|_| "admin /config timed out".to_string())?
+}
+
+/// The hash of the pod's identity ConfigMap now (empty if none).
+pub async fn current_hash(client: &kube::Client, pod: &Pod) -> Result<String, MeshError> {
+    let (ns, sa) = pod_identity(pod)?;
+    let cfg = identity_config(client, &ns, &sa)
+        .await
+        .map_err(MeshError::Traffic)?;
+    Ok(cfg.map(|(h, _)| h).unwrap_or_default())
+}
+
+fn pod_identity(pod: &Pod) -> Result<(String, String), MeshError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    Ok((ns, sa))
+}
+
+/// Waits until the pod's identity ConfigMap no longer has hash `before` and the pod's
+/// sidecar serves exactly that new config. Returns how long it took.
+pub async fn wait_in_force(
+    client: &kube::Client,
+    pod: &Pod,
+    before: &str,
+    timeout: Duration,
+) -> Result<Duration, MeshError> {
+    let began = Instant::now();
+    let (ns, sa) = pod_identity(pod)?;
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    wait_for(
+        &format!("the new config of {ns}/{sa} in its sidecar"),
+        timeout,
+        || {
+            let (ns, sa, ip) = (ns.clone(), sa.clone(), ip.clone());
+            async move {
+                let Some((hash, rendered)) = identity_config(client, &ns, &sa).await? else {
+                    return Err("no ConfigMap yet".into());
+                };
+                if hash == before {
+                    return Err("ConfigMap unchanged".into());
+                }
+                let loaded = proxy_config(&ip).await?;
+                if loaded == rendered {
+                    Ok(Some(()))
+                } else {
+                    Err("sidecar still on the old config".into())
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(began.elapsed())
+}
+
+/// The current ConfigMap hash of each pod's identity.
+pub async fn hashes(client: &kube::Client, pods: &[Pod]) -> Result<Vec<String>, MeshError> {
+    let mut out = Vec::with_capacity(pods.len());
+    for p in pods {
+        out.push(current_hash(client, p).await?);
+    }
+    Ok(out)
+}
+
+/// [`wait_in_force`] for every pod (with its hash from [`hashes`]). Returns the total time.
+pub async fn wait_all(
+    client: &kube::Client,
+    pods: &[Pod],
+    before: &[String],
+    timeout: Duration,
+) -> Result<Duration, MeshError> {
+    let began = Instant::now();
+    for (p, h) in pods.iter().zip(before) {
+        wait_in_force(client, p, h, timeout).await?;
+    }
+    Ok(began.elapsed())
+}
+
+/// The split of service `root_key` (`namespace/name`) in a loaded proxy config, as
+/// (backend service name, weight) pairs; `None` when the service has no split.
+pub fn split_weights(config: &serde_json::Value, root_key: &str) -> Option<Vec<(String, u64)>> {
+    let backends = config
+        .get("services")?
+        .get(root_key)?
+        .get("split")?
+        .get("backends")?
+        .as_array()?;
+    backends
+        .iter()
+        .map(|b| {
+            let key = b.get("service")?.as_str()?;
+            let name = key.rsplit('/').next().unwrap_or(key);
+            Some((name.to_string(), b.get("weight")?.as_u64()?))
+        })
+        .collect()
+}
+
+/// Whether `got` splits in the same proportions as `want` (same backends, weights
+/// proportional: the config stores milli-units).
+pub fn same_proportions(got: &[(String, u64)], want: &[(&str, u64)]) -> bool {
+    let gsum: u64 = got.iter().map(|g| g.1).sum();
+    let wsum: u64 = want.iter().map(|w| w.1).sum();
+    got.len() == want.len()
+        && gsum > 0
+        && wsum > 0
+        && want.iter().all(|(name, w)| {
+            got.iter().find(|(g, _)| g == name).is_some_and(|(_, gw)| {
+                u128::from(*gw) * u128::from(wsum) == u128::from(*w) * u128::from(gsum)
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_split_weights_and_compares_proportions() {
+        let cfg = json!({"services": {"ns/root": {"split": {"source": "ns/s", "backends": [
+            {"service": "ns/b", "weight": 1000}, {"service": "ns/c", "weight": 0}]}}}});
+        let got = split_weights(&cfg, "ns/root").unwrap();
+        assert_eq!(got, vec![("b".to_string(), 1000), ("c".to_string(), 0)]);
+        assert!(same_proportions(&got, &[("b", 1), ("c", 0)]));
+        assert!(!same_proportions(&got, &[("b", 0), ("c", 1)]));
+        assert!(!same_proportions(&got, &[("b", 1), ("c", 1)]));
+        assert!(split_weights(&cfg, "ns/other").is_none());
+        let even = vec![("b".to_string(), 750), ("c".to_string(), 250)];
+        assert!(same_proportions(&even, &[("b", 75), ("c", 25)]));
+    }
+}
