@@ -45,9 +45,14 @@ lint: ## rustfmt check + clippy with -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-.PHONY: test
-test: deps kube-bins lint ## The full suite: lint, unit, component, real control plane, netns and e2e tests
+.PHONY: test no-dev-cluster
+test: deps kube-bins lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
+
+# The e2e tests run their own node agent; only one may run per machine.
+no-dev-cluster:
+	@if [ -f .weft/dev-cluster.pid ] && kill -0 "$$(cat .weft/dev-cluster.pid)" 2>/dev/null; then \
+	  echo "a dev cluster is running (pid $$(cat .weft/dev-cluster.pid)); stop it first: make dev-cluster-down" >&2; exit 1; fi
 
 .PHONY: bench-operator
 bench-operator: ## Criterion bench: render 1,000 services / 10,000 endpoints / 200 identities

@@ -17,6 +17,6 @@ demo: kube-bins deps ## Build, start (or reuse) the dev cluster, install weft, r
 		$(DEV_CLUSTER_BIN) --dir $(DEV_CLUSTER_DIR) start --bind-address $(DEV_CLUSTER_BIND); fi
 	$(WEFT_DEMO) --kubeconfig $(DEV_CLUSTER_DIR)/kubeconfig run
 
-e2e: kube-bins deps ## The mesh end-to-end tests on a real control plane (needs root)
+e2e: kube-bins deps no-dev-cluster ## The mesh end-to-end tests on a real control plane (needs root)
 	$(CARGO) build -q --workspace --bins
 	$(CARGO) test -p weft-e2e --test mesh --test mesh_resilience -- --test-threads=1

@@ -121,12 +121,14 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Counts replies by answering version (`<status>` for non-200 replies).
+/// Counts replies by answering version (`status-<code>` for other HTTP answers, `refused`
+/// when no HTTP answer came: connection refused or reset, as a denying sidecar does).
 pub fn tally(replies: &[Reply]) -> BTreeMap<String, usize> {
     let mut t = BTreeMap::new();
     for r in replies {
         let key = match (&r.version, r.status) {
             (Some(v), 200) => v.clone(),
+            (_, 0) => "refused".to_string(),
             (_, s) => format!("status-{s}"),
         };
         *t.entry(key).or_insert(0) += 1;
@@ -177,7 +179,7 @@ mod tests {
         assert_eq!(r[1].body, "no healthy upstream\nsecond line");
         assert_eq!(r[2].status, 0);
         let t = tally(&r);
-        assert_eq!(format_tally(&t), "status-0=1 status-503=1 v2=1");
+        assert_eq!(format_tally(&t), "refused=1 status-503=1 v2=1");
         assert!((success_ratio(&r) - 1.0 / 3.0).abs() < 1e-9);
     }
 
