@@ -1,6 +1,6 @@
 # Data-plane benchmarks: weft vs Envoy side by side (included by the top-level Makefile;
 # NOT part of `make test`). Writes target/bench/data-plane.json and the data-plane section
-# of docs/benchmarks.md. Everything is bounded (the whole target takes < 10 minutes) and only
+# of docs/benchmarks.md. Everything is bounded (the whole target takes < 11 minutes) and only
 # targets 127.0.0.1.
 WEFT_CACHE ?= $(HOME)/.cache/weft
 CARGO ?= cargo

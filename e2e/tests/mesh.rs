@@ -97,14 +97,16 @@ async fn until_all(netns: &str, url: &str, version: &str, n: usize, timeout: Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_split_cases_and_config_propagation() {
-    if !root() {
-        eprintln!(
-            "SKIPPED traffic_split_cases_and_config_propagation: needs root (network namespaces, iptables)"
-        );
+    let Some((_serial, w)) = World::begin(
+        "traffic_split_cases_and_config_propagation",
+        "mesh-split",
+        "permissive",
+        "permissive",
+    )
+    .await
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let w = World::start("mesh-split", "permissive", "permissive").await;
+    };
     let ns = w.ns().to_string();
     let (netns, client_pod) = split_layout(&w).await;
     let url = root_url(&ns);
@@ -303,12 +305,16 @@ async fn traffic_split_cases_and_config_propagation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_default_deny_traffic_target_and_route_rules() {
-    if !root() {
-        eprintln!("SKIPPED access_default_deny_traffic_target_and_route_rules: needs root");
+    let Some((_serial, w)) = World::begin(
+        "access_default_deny_traffic_target_and_route_rules",
+        "mesh-access",
+        "smi",
+        "strict",
+    )
+    .await
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let w = World::start("mesh-access", "smi", "strict").await;
+    };
     let ns = w.ns().to_string();
     let (client, server, _) = server_client(&w, &[]).await;
     let netns = workload::pod_netns(&client).unwrap();

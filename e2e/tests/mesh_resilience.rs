@@ -20,12 +20,16 @@ use weft_e2e::mesh::{capture, install, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_and_circuit_breaking_seen_from_the_client() {
-    if !root() {
-        eprintln!("SKIPPED retries_and_circuit_breaking_seen_from_the_client: needs root");
+    let Some((_serial, w)) = World::begin(
+        "retries_and_circuit_breaking_seen_from_the_client",
+        "mesh-resilience",
+        "smi",
+        "strict",
+    )
+    .await
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let w = World::start("mesh-resilience", "smi", "strict").await;
+    };
     let ns = w.ns().to_string();
     let (client, server, broken) = server_client(&w, &[("FAIL_RATE", "0.5")]).await;
     let netns = workload::pod_netns(&client).unwrap();
@@ -77,12 +81,11 @@ async fn retries_and_circuit_breaking_seen_from_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_on_the_wire_between_sidecars() {
-    if !root() {
-        eprintln!("SKIPPED mtls_on_the_wire_between_sidecars: needs root");
+    let Some((_serial, w)) =
+        World::begin("mtls_on_the_wire_between_sidecars", "mesh-mtls", "smi", "strict").await
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let w = World::start("mesh-mtls", "smi", "strict").await;
+    };
     let ns = w.ns().to_string();
     let (client, server, _) = server_client(&w, &[]).await;
     let netns = workload::pod_netns(&client).unwrap();
@@ -161,12 +164,16 @@ async fn mtls_on_the_wire_between_sidecars() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_and_operator_restarts_under_load() {
-    if !root() {
-        eprintln!("SKIPPED pod_and_operator_restarts_under_load: needs root");
+    let Some((_serial, w)) = World::begin(
+        "pod_and_operator_restarts_under_load",
+        "mesh-churn",
+        "permissive",
+        "strict",
+    )
+    .await
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let w = World::start("mesh-churn", "permissive", "strict").await;
+    };
     let ns = w.ns().to_string();
     let mut server = DemoApp::new("server", "server", "v1");
     server.replicas = 3;

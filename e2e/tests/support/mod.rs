@@ -43,6 +43,22 @@ pub struct World {
 }
 
 impl World {
+    /// For test `test`: `None` (saying it is skipped) unless root; else waits for this
+    /// binary's turn (one node agent per host) and starts a world.
+    pub async fn begin(
+        test: &str,
+        prefix: &str,
+        access: &str,
+        mtls: &str,
+    ) -> Option<(tokio::sync::MutexGuard<'static, ()>, Self)> {
+        if !root() {
+            eprintln!("SKIPPED {test}: needs root (network namespaces, iptables)");
+            return None;
+        }
+        let serial = SERIAL.lock().await;
+        Some((serial, Self::start(prefix, access, mtls).await))
+    }
+
     /// Starts the agent, installs weft (as `make install` does), creates a labelled
     /// namespace and proves the API server reaches the webhook through its Service.
     pub async fn start(prefix: &str, access: &str, mtls: &str) -> Self {
