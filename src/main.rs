@@ -206,13 +206,23 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let op = operator::run(client, opts, handles, stopped());
-    tokio::select! {
-        () = op => Ok(()),
+    tokio::pin!(op);
+    let result = tokio::select! {
+        () = &mut op => return Ok(()),
         Some(r) = servers.join_next() => match r {
             Ok(Ok(())) if *stopping.borrow() => Ok(()),
-            Ok(Ok(())) => anyhow::bail!("a server stopped unexpectedly"),
+            Ok(Ok(())) => Err(anyhow::anyhow!("a server stopped unexpectedly")),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e).context("server task failed"),
         },
+    };
+    if *stopping.borrow() {
+        // The webhook stops first; let the operator finish too: it gives the leader Lease
+        // up on the way out, so another replica takes over at once instead of waiting for
+        // the lease to expire.
+        if tokio::time::timeout(Duration::from_secs(5), op).await.is_err() {
+            tracing::warn!("operator did not stop within 5 s");
+        }
     }
+    result
 }
