@@ -55,7 +55,7 @@ no-dev-cluster:
 	  echo "a dev cluster is running (pid $$(cat .weft/dev-cluster.pid)); stop it first: make dev-cluster-down" >&2; exit 1; fi
 
 .PHONY: bench-operator
-bench-operator: ## Criterion bench: render 1,000 services / 10,000 endpoints / 200 identities
+bench-operator: ## Criterion bench: operator render at 100 / 1,000 / 5,000 services (same as bench-render)
 	$(CARGO) bench -p weft-controller --bench render
 
 .PHONY: bench-webhook

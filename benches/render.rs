@@ -344,6 +344,23 @@ fn main() {
         child(&spec);
         return;
     }
+    // `cargo test --all-targets` runs benches without `--bench`: a quick smoke check that the
+    // synthetic cluster renders (every identity gets a config), no measuring and no JSON.
+    if !std::env::args().any(|a| a == "--bench") {
+        let scale = SCALES[0];
+        let out = render(&cluster(AccessMode::Smi, scale));
+        assert!(
+            !out.configs.is_empty() && out.skipped.is_empty(),
+            "{:?}",
+            out.skipped
+        );
+        eprintln!(
+            "render smoke: {} configs at {} services",
+            out.configs.len(),
+            scale.services()
+        );
+        return;
+    }
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
