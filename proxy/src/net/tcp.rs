@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Copy buffer per direction.
-const BUF: usize = 16 * 1024;
+const BUF: usize = 64 * 1024;
 
 /// How a forwarded connection ended and what it carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
