@@ -47,3 +47,8 @@ bench-render: ## Operator render at 100 / 1,000 / 5,000 services: time, largest 
 	$(CARGO) bench -p weft-controller --bench render
 
 bench-control-plane: bench-render bench-webhook ## Control-plane benchmarks: render at scale + webhook admission latency
+
+.PHONY: bench-controller
+bench-controller: kube-bins ## The real controller process at 1,000 services / 200 identities on a real API server
+	$(CARGO) build --release -p weft-controller
+	$(CARGO) test -p weft-e2e --test controller_scale -- --ignored --nocapture

@@ -1,0 +1,284 @@
+//! The real `weft-controller` process at scale on a real API server (a benchmark:
+//! `make bench-controller`; ignored by `make test`). Creates 10 namespaces × 20 identities,
+//! each with 5 meshed pods and 5 Services (1,000 Services, 1,000 pods, 5,000 endpoints,
+//! 200 TrafficTargets), starts the release controller binary against them, and measures:
+//! time until all 200 identity ConfigMaps are written, the controller's RSS (VmRSS while
+//! settling, VmHWM peak) and CPU time, and TrafficSplit-change-to-ConfigMap delay at that
+//! scale (p50/p99 over 20 flips). Writes `target/bench/controller-scale.json`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+use weft_e2e::mesh::traffic::percentile;
+use weft_e2e::mesh::{policy, sync, workload};
+use weft_e2e::{TestNamespace, apply, shared};
+
+const NAMESPACES: usize = 10;
+const IDS: usize = 20;
+const PODS: usize = 5;
+const SVCS: usize = 5;
+const CALLERS: usize = 5;
+const SYSTEM_NS: &str = "weft-system";
+
+fn controller_bin() -> PathBuf {
+    std::env::var_os("WEFT_CONTROLLER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| apply::repo_root().join("target/release/weft-controller"))
+}
+
+async fn create<K>(client: &kube::Client, ns: &str, v: Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let obj: K = serde_json::from_value(v).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+/// Every object of one namespace: identities `id-<k>`, pods `p-<k>-<m>` (meshed, per the
+/// injection annotation), selector-less Services `s-<k>-<j>` with an EndpointSlice over
+/// the identity's pods, a TCPRoute and one TrafficTarget per identity (callable by the
+/// next 5 identities).
+async fn populate(client: &kube::Client, ns: &str, n: usize) {
+    for k in 0..IDS {
+        create::<ServiceAccount>(client, ns, json!({"metadata": {"name": format!("id-{k}")}})).await;
+    }
+    let mut jobs: Vec<(u8, Value)> = Vec::new();
+    for k in 0..IDS {
+        for m in 0..PODS {
+            jobs.push((
+                0,
+                json!({
+                "metadata": {"name": format!("p-{k}-{m}"), "annotations": {"weft.dev/injected": "bench"}},
+                "spec": {"serviceAccountName": format!("id-{k}"),
+                         "containers": [{"name": "app", "image": "app",
+                                         "ports": [{"name": "http", "containerPort": 8080}]}]}}),
+            ));
+        }
+        for j in 0..SVCS {
+            let svc = format!("s-{k}-{j}");
+            jobs.push((
+                1,
+                json!({"metadata": {"name": svc},
+                "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}}),
+            ));
+            let endpoints: Vec<Value> = (0..PODS)
+                .map(|m| {
+                    json!({"addresses": [format!("198.18.{}.{}", n + 1, k * PODS + m + 1)],
+                    "conditions": {"ready": true},
+                    "targetRef": {"kind": "Pod", "name": format!("p-{k}-{m}"), "namespace": ns}})
+                })
+                .collect();
+            jobs.push((2, json!({
+                "metadata": {"name": format!("{svc}-bench"), "labels": {
+                    "kubernetes.io/service-name": svc, "endpointslice.kubernetes.io/managed-by": "weft-bench"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": endpoints})));
+        }
+    }
+    stream::iter(jobs)
+        .for_each_concurrent(16, |(kind, v)| async move {
+            match kind {
+                0 => create::<Pod>(client, ns, v).await,
+                1 => create::<Service>(client, ns, v).await,
+                _ => create::<EndpointSlice>(client, ns, v).await,
+            }
+        })
+        .await;
+    workload::apply_value(client, policy::tcp_route(ns, "all"))
+        .await
+        .unwrap();
+    stream::iter(0..IDS)
+        .for_each_concurrent(8, |k| async move {
+            let sources: Vec<String> = (1..=CALLERS).map(|c| format!("id-{}", (k + c) % IDS)).collect();
+            let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+            let rules: [policy::Rule<'_>; 1] = [("TCPRoute", "all", &[])];
+            let dest = format!("id-{k}");
+            workload::apply_value(client, policy::traffic_target(ns, &dest, &dest, &sources, &rules))
+                .await
+                .unwrap();
+        })
+        .await;
+}
+
+fn proc_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After "pid (comm)": state is field 3, utime 14, stime 15 (proc(5)), in clock ticks.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn managed_configmaps(client: &kube::Client) -> usize {
+    let cms: Api<ConfigMap> = Api::all(client.clone());
+    cms.list(&ListParams::default().labels("weft.dev/managed-by=weft"))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: make bench-controller"]
+async fn controller_at_scale() {
+    let bin = controller_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p weft-controller",
+        bin.display()
+    );
+    let cp = shared::control_plane().unwrap();
+    let client = cp.client().unwrap();
+    let crds = apply::load_dir(&apply::repo_root().join("crds")).unwrap();
+    apply::install_crds(&client, &crds, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    if nss.get_opt(SYSTEM_NS).await.unwrap().is_none() {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).unwrap();
+        nss.create(&PostParams::default(), &ns).await.unwrap();
+    }
+    let began = Instant::now();
+    let mut namespaces = Vec::new();
+    for n in 0..NAMESPACES {
+        let ns = TestNamespace::create(cp, "scale").await.unwrap();
+        populate(&client, ns.name(), n).await;
+        namespaces.push(ns);
+    }
+    let populate_secs = began.elapsed().as_secs_f64();
+    eprintln!("populated {NAMESPACES} namespaces in {populate_secs:.1}s");
+
+    let mut child = tokio::process::Command::new(&bin)
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .args([
+            "--disable-webhook",
+            "--disable-leader-election",
+            "--pod-name",
+            "weft-bench",
+        ])
+        .args(["--metrics-port", &free_port().to_string()])
+        .args(["--health-port", &free_port().to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let started = Instant::now();
+    let want = NAMESPACES * IDS;
+    let mut rss_samples = Vec::new();
+    while managed_configmaps(&client).await < want {
+        rss_samples.push(proc_kb(pid, "VmRSS:"));
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "configs not all written in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let all_written = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled_rss = proc_kb(pid, "VmRSS:");
+
+    // TrafficSplit changes at this scale: root s-0-0 of id-0 (namespace 0) over s-0-1 and
+    // s-0-2; id-1 may call id-0, so its config carries the split.
+    let ns0 = namespaces[0].name().to_string();
+    let root = format!("{ns0}/s-0-0");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns0);
+    let mut delays = Vec::new();
+    for i in 0..20u64 {
+        let (a, b) = if i % 2 == 0 { (100, 0) } else { (0, 100) };
+        let split = workload::traffic_split(&ns0, "s-0-0", "s-0-0", &[("s-0-1", a), ("s-0-2", b)]);
+        let t0 = Instant::now();
+        workload::apply_value(&client, split).await.unwrap();
+        let want = [("s-0-1", u64::from(a)), ("s-0-2", u64::from(b))];
+        loop {
+            let cfg = cms
+                .get("weft-proxy-id-1")
+                .await
+                .ok()
+                .and_then(|c| c.data?.get("config.json").cloned())
+                .and_then(|j| serde_json::from_str::<Value>(&j).ok());
+            if cfg
+                .as_ref()
+                .and_then(|c| sync::split_weights(c, &root))
+                .is_some_and(|got| sync::same_proportions(&got, &want))
+            {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "split {a}/{b} never reached id-1"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        delays.push(t0.elapsed());
+    }
+    let (hwm, cpu) = (proc_kb(pid, "VmHWM:"), cpu_secs(pid));
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let max_rss = rss_samples.iter().copied().max().unwrap_or(0);
+    let report = json!({
+        "bench": "controller-scale",
+        "namespaces": NAMESPACES, "identities": want, "services": NAMESPACES * IDS * SVCS,
+        "pods": NAMESPACES * IDS * PODS, "endpoints": NAMESPACES * IDS * SVCS * PODS,
+        "populate_secs": populate_secs,
+        "all_configs_written_secs": all_written.as_secs_f64(),
+        "rss_mib_while_settling_max": max_rss as f64 / 1024.0,
+        "rss_mib_settled": settled_rss as f64 / 1024.0,
+        "rss_mib_peak_vmhwm": hwm as f64 / 1024.0,
+        "cpu_secs_total": cpu,
+        "split_to_configmap_ms_p50": percentile(&delays, 50.0).as_secs_f64() * 1e3,
+        "split_to_configmap_ms_p99": percentile(&delays, 99.0).as_secs_f64() * 1e3,
+    });
+    eprintln!(
+        "controller at scale: {}",
+        serde_json::to_string_pretty(&report).unwrap()
+    );
+    let out = apply::repo_root().join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("controller-scale.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    for ns in namespaces {
+        ns.delete_and_wait(Duration::from_secs(120), |_| async {})
+            .await
+            .unwrap();
+    }
+}
