@@ -90,13 +90,27 @@ async fn wrong_identity_is_refused() {
 async fn plaintext_refused_in_strict_accepted_in_permissive() {
     let app = http_backend("app").await;
     let m = Mesh::start(app.addr, "http1", "permissive", "strict", json!([])).await;
+    // Plaintext HTTP/1: a readable 403 (as Linkerd answers), never the app.
     let mut s = TcpStream::connect(m.inbound()).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
         .unwrap();
-    assert!(out.is_empty(), "strict mode answered plaintext: {out:?}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
+    assert!(
+        text.contains("x-weft-error: mtls-required") && text.ends_with("TrafficTarget\n"),
+        "{text}"
+    );
+    // Other plaintext bytes: the connection is closed without an answer.
+    let mut s = TcpStream::connect(m.inbound()).await.unwrap();
+    s.write_all(b"\x00\x01binary").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap();
+    assert!(out.is_empty(), "strict mode answered opaque plaintext: {out:?}");
     assert_eq!(app.hits(), 0);
     // Permissive: the same plaintext request reaches the app.
     m.set_server("permissive", "permissive", "http1", json!([]));
@@ -104,7 +118,7 @@ async fn plaintext_refused_in_strict_accepted_in_permissive() {
     assert_eq!((status, body.as_str()), (200, "app"));
     let text = metrics_text(m.server.admin_addr.unwrap()).await;
     assert!(
-        text.contains("inbound_tls_rejected_total{reason=\"plaintext\"} 1"),
+        text.contains("inbound_tls_rejected_total{reason=\"plaintext\"} 2"),
         "{text}"
     );
 }

@@ -10,6 +10,7 @@ use super::identity::{ALPN_H2, ALPN_HTTP1, IdentityStore};
 use super::verify::spiffe_id;
 use crate::conf::ConfigStore;
 use crate::metrics::{Kind, Metrics, Series};
+use crate::net::detect::{Detected, classify};
 use crate::net::rewind::Rewind;
 use crate::proxy::Proto;
 use crate::proxy::connect::BoxIo;
@@ -19,10 +20,24 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use weft_proxy_config::MtlsMode;
+
+/// Body of the answer to a plaintext HTTP/1 request in strict mode: the caller is not a
+/// mesh sidecar, or its sidecar may not call this workload (no TrafficTarget, so its config
+/// does not list the service and it did not originate mTLS).
+const PLAINTEXT_FORBIDDEN: &str =
+    "weft: mTLS required (mtlsMode strict): the caller is not meshed or not allowed by a TrafficTarget\n";
+
+fn plaintext_forbidden_response() -> String {
+    format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nx-weft-error: mtls-required\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{PLAINTEXT_FORBIDDEN}",
+        PLAINTEXT_FORBIDDEN.len()
+    )
+}
 
 /// Time allowed for a TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +65,23 @@ async fn sniff(stream: &mut TcpStream, timeout: Duration) -> io::Result<(bool, B
             Ok(Ok(0)) => return Ok((false, buf)),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Whether a plaintext connection starts with an HTTP/1 request line (reads a little more
+/// while undecided).
+async fn is_plaintext_http1(stream: &mut TcpStream, buf: &mut BytesMut, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match classify(buf) {
+            Detected::Http1 => return true,
+            Detected::NeedMore if buf.len() < 64 => {}
+            _ => return false,
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
         }
     }
 }
@@ -105,7 +137,22 @@ impl InboundSecurity for MeshInbound {
     fn accept(&self, stream: TcpStream, addr: SocketAddr, port: u16) -> AcceptFuture<'_> {
         Box::pin(async move {
             let mut stream = stream;
-            let (tls, buf) = sniff(&mut stream, self.detect_timeout).await?;
+            let (tls, mut buf) = sniff(&mut stream, self.detect_timeout).await?;
+            if !tls && self.strict() && is_plaintext_http1(&mut stream, &mut buf, self.detect_timeout).await {
+                // Plaintext HTTP/1 gets a readable answer (as Linkerd does) instead of a reset.
+                self.plaintext_rejected.inc();
+                tracing::info!(peer = %addr, port, "plaintext HTTP refused with 403 (mTLS mode strict)");
+                let _ = tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    stream.write_all(plaintext_forbidden_response().as_bytes()),
+                )
+                .await;
+                let _ = stream.shutdown().await;
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "plaintext refused",
+                ));
+            }
             let io = Rewind::new(buf, stream);
             if !tls {
                 if self.strict() {
