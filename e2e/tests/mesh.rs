@@ -330,16 +330,7 @@ async fn access_default_deny_traffic_target_and_route_rules() {
     let both = [client.clone(), server.clone()];
     let took = w
         .change(&both, async {
-            w.apply(policy::tcp_route(&ns, "all-ports")).await;
-            let rules: [policy::Rule<'_>; 1] = [("TCPRoute", "all-ports", &[])];
-            w.apply(policy::traffic_target(
-                &ns,
-                "server",
-                "server",
-                &["client"],
-                &rules,
-            ))
-            .await;
+            w.allow_client(&["server"]).await;
         })
         .await;
     let r = send(&netns, &allowed, 20).await;

@@ -34,12 +34,7 @@ async fn retries_and_circuit_breaking_seen_from_the_client() {
     let (client, server, broken) = server_client(&w, &[("FAIL_RATE", "0.5")]).await;
     let netns = workload::pod_netns(&client).unwrap();
     w.change(&[client.clone(), server, broken], async {
-        w.apply(policy::tcp_route(&ns, "all-ports")).await;
-        let rules: [policy::Rule<'_>; 1] = [("TCPRoute", "all-ports", &[])];
-        for dest in ["server", "broken"] {
-            w.apply(policy::traffic_target(&ns, dest, dest, &["client"], &rules))
-                .await;
-        }
+        w.allow_client(&["server", "broken"]).await;
     })
     .await;
     let url = format!("http://server.{ns}:{HTTP_PORT}/");
@@ -93,16 +88,7 @@ async fn mtls_on_the_wire_between_sidecars() {
     // capture on the host end of the server pod's veth, which carries all its traffic.
     let veth = weft_e2e::node::names::veth_name(server.metadata.uid.as_deref().unwrap());
     w.change(&[client, server], async {
-        w.apply(policy::tcp_route(&ns, "all-ports")).await;
-        let rules: [policy::Rule<'_>; 1] = [("TCPRoute", "all-ports", &[])];
-        w.apply(policy::traffic_target(
-            &ns,
-            "server",
-            "server",
-            &["client"],
-            &rules,
-        ))
-        .await;
+        w.allow_client(&["server"]).await;
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

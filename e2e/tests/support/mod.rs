@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
+use weft_e2e::mesh::policy;
 use weft_e2e::mesh::traffic::{Batch, Reply, format_tally, tally};
 use weft_e2e::mesh::workload::{self, DemoApp};
 use weft_e2e::mesh::{install, sync, wait_for};
@@ -57,6 +58,18 @@ impl World {
         }
         let serial = SERIAL.lock().await;
         Some((serial, Self::start(prefix, access, mtls).await))
+    }
+
+    /// Lets ServiceAccount `client` call each of `destinations` (ServiceAccount = Service
+    /// name) on every port: the TCPRoute `all-ports` plus one TrafficTarget per destination.
+    pub async fn allow_client(&self, destinations: &[&str]) {
+        let ns = self.ns().to_string();
+        self.apply(policy::tcp_route(&ns, "all-ports")).await;
+        let rules: [policy::Rule<'_>; 1] = [("TCPRoute", "all-ports", &[])];
+        for dest in destinations {
+            self.apply(policy::traffic_target(&ns, dest, dest, &["client"], &rules))
+                .await;
+        }
     }
 
     /// Starts the agent, installs weft (as `make install` does), creates a labelled
