@@ -48,4 +48,7 @@ else
   mkdir -p "$etcd_dir.tmp" && cp "$found" "$etcd_dir.tmp/etcd"
   rm -rf "$etcd_dir" && mv "$etcd_dir.tmp" "$etcd_dir" && rm -rf "$etcd_dir.venv"
 fi
-"$etcd_dir/etcd" --version | head -1
+# Capture first: `etcd --version | head -1` dies of SIGPIPE (exit 141) under pipefail
+# whenever head exits before etcd has written its remaining lines.
+etcd_version=$("$etcd_dir/etcd" --version)
+echo "${etcd_version%%$'\n'*}"
