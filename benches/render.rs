@@ -6,11 +6,11 @@
 //! At 1,000 services: 10,000 endpoints, 200 identities, 100 TrafficSplits, 200 TrafficTargets,
 //! 50 Retries, 50 CircuitBreakers.
 //!
-//! Measured in `smi` access mode (scoped configs) with criterion at every scale, and in
-//! `permissive` mode (every service in every config) with criterion at 100 and 1,000 services
-//! and one timed render at 5,000 (a criterion run there would take minutes). Each (mode, scale)
-//! is also rendered once in a fresh child process of this bench, which reports the largest
-//! ConfigMap payload and its own peak RSS (VmHWM): the memory of the cluster model plus one
+//! Measured with criterion at every scale in `smi` access mode (scoped configs) and in
+//! `permissive` mode (every service reachable: the services go once into the shared, sharded
+//! catalog that each config references). Each (mode, scale) is also rendered once in a fresh
+//! child process of this bench, which reports the largest ConfigMap payload (identity config
+//! or catalog shard) and its own peak RSS (VmHWM): the memory of the cluster model plus one
 //! full render, a lower bound for the controller's (which also caches the raw API objects).
 //! Results: stderr and `target/bench/control-plane.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -254,8 +254,12 @@ fn child(spec: &str) {
     let t = Instant::now();
     let out = render(&st);
     let once = t.elapsed();
-    let largest = out.configs.values().map(|c| c.json.len()).max().unwrap_or(0);
-    let total: usize = out.configs.values().map(|c| c.json.len()).sum();
+    let largest_config = out.configs.values().map(|c| c.json.len()).max().unwrap_or(0);
+    let shards = out.catalog.as_ref().map_or(&[][..], |c| &c.shards[..]);
+    let largest_shard = shards.iter().map(|s| s.json.len()).max().unwrap_or(0);
+    let catalog_bytes: usize = shards.iter().map(|s| s.json.len()).sum();
+    let largest = largest_config.max(largest_shard);
+    let total: usize = out.configs.values().map(|c| c.json.len()).sum::<usize>() + catalog_bytes;
     // Configs over the ConfigMap limit are not emitted; their size is in the reason.
     let largest_not_emitted = out
         .skipped
@@ -278,6 +282,10 @@ fn child(spec: &str) {
         "not_emitted": out.skipped.len(),
         "not_emitted_example": out.skipped.values().next(),
         "largest_configmap_bytes": largest,
+        "largest_identity_config_bytes": largest_config,
+        "catalog_shards": shards.len(),
+        "largest_shard_bytes": largest_shard,
+        "catalog_bytes": catalog_bytes,
         "largest_not_emitted_bytes": largest_not_emitted,
         "total_bytes": total,
         "one_render_ms": once.as_secs_f64() * 1e3,
@@ -305,7 +313,8 @@ fn measure_in_child(mode: AccessMode, scale: Scale) -> serde_json::Value {
         });
     eprintln!(
         "render/{}/{}: {} endpoints, {} identities -> {} configs ({} not emitted), largest ConfigMap {} B \
-         (largest not emitted {} B), one render {:.1} ms, peak RSS {:.1} MiB (model alone {:.1} MiB)",
+         (identity config {} B; catalog {} shards, largest {} B, {} B in all; largest not emitted {} B), \
+         one render {:.1} ms, peak RSS {:.1} MiB (model alone {:.1} MiB)",
         mode_name(mode),
         scale.services(),
         v["endpoints"],
@@ -313,6 +322,10 @@ fn measure_in_child(mode: AccessMode, scale: Scale) -> serde_json::Value {
         v["configs"],
         v["not_emitted"],
         v["largest_configmap_bytes"],
+        v["largest_identity_config_bytes"],
+        v["catalog_shards"],
+        v["largest_shard_bytes"],
+        v["catalog_bytes"],
         v["largest_not_emitted_bytes"],
         v["one_render_ms"].as_f64().unwrap_or(0.0),
         v["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
@@ -334,11 +347,6 @@ fn criterion_estimate(id: &str) -> Option<serde_json::Value> {
     }))
 }
 
-/// Whether criterion measures `mode` at `scale` (permissive at 5,000 services is timed once).
-fn criterion_covers(mode: AccessMode, scale: Scale) -> bool {
-    mode == AccessMode::Smi || scale.services() <= 1_000
-}
-
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         child(&spec);
@@ -348,17 +356,21 @@ fn main() {
     // synthetic cluster renders (every identity gets a config), no measuring and no JSON.
     if !std::env::args().any(|a| a == "--bench") {
         let scale = SCALES[0];
-        let out = render(&cluster(AccessMode::Smi, scale));
-        assert!(
-            !out.configs.is_empty() && out.skipped.is_empty(),
-            "{:?}",
-            out.skipped
-        );
-        eprintln!(
-            "render smoke: {} configs at {} services",
-            out.configs.len(),
-            scale.services()
-        );
+        for mode in [AccessMode::Smi, AccessMode::Permissive] {
+            let out = render(&cluster(mode, scale));
+            assert!(
+                !out.configs.is_empty() && out.skipped.is_empty(),
+                "{:?}",
+                out.skipped
+            );
+            assert_eq!(out.catalog.is_some(), mode == AccessMode::Permissive);
+            eprintln!(
+                "render smoke ({}): {} configs at {} services",
+                mode_name(mode),
+                out.configs.len(),
+                scale.services()
+            );
+        }
         return;
     }
     let mut c = Criterion::default()
@@ -372,11 +384,9 @@ fn main() {
         for mode in [AccessMode::Smi, AccessMode::Permissive] {
             for scale in SCALES {
                 rows.push((mode, scale, measure_in_child(mode, scale)));
-                if criterion_covers(mode, scale) {
-                    let st = cluster(mode, scale);
-                    let id = BenchmarkId::new(mode_name(mode), scale.services());
-                    group.bench_with_input(id, &st, |b, st| b.iter(|| black_box(render(black_box(st)))));
-                }
+                let st = cluster(mode, scale);
+                let id = BenchmarkId::new(mode_name(mode), scale.services());
+                group.bench_with_input(id, &st, |b, st| b.iter(|| black_box(render(black_box(st)))));
             }
         }
         group.finish();

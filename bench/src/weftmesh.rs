@@ -70,6 +70,8 @@ fn forward_config(server: SocketAddr, protocol: Protocol, peer: Option<&str>) ->
         mesh: mesh(),
         services: [("bench/backend".to_string(), service)].into(),
         inbound: Inbound::default(),
+        catalog: None,
+        retries: Default::default(),
     }
 }
 
@@ -87,6 +89,8 @@ pub fn server_config(app_port: u16, protocol: Protocol) -> ProxyConfig {
             }],
             grants: Vec::new(),
         },
+        catalog: None,
+        retries: Default::default(),
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Options {
     pub resync: Duration,
     /// Leader election; `None` = always leader (single replica, tests).
     pub lease: Option<LeaseConfig>,
+    /// How long an unreferenced service catalog shard is kept before deletion.
+    pub catalog_grace: Duration,
 }
 
 impl Options {
@@ -54,6 +56,7 @@ impl Options {
             debounce: Duration::from_millis(75),
             resync: Duration::from_secs(300),
             lease: Some(LeaseConfig::new(system_namespace, instance)),
+            catalog_grace: crate::operator::apply::catalog::DEFAULT_CATALOG_GRACE,
         }
     }
 }
@@ -233,6 +236,7 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
         &opts.system_namespace,
         &opts.instance,
         handles.metrics.clone(),
+        opts.catalog_grace,
     );
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
@@ -265,7 +269,8 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
 async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync: Duration) -> Instant {
     let started = Instant::now();
     let (caches, objects) = inputs.caches();
-    let (state, validity) = snapshot::cluster_state(&caches);
+    let (mut state, validity) = snapshot::cluster_state(&caches);
+    state.mesh.catalog_namespace = applier.system_namespace().to_string();
     let out = render(&state);
     let sizes: Vec<usize> = out.configs.values().map(|c| c.json.len()).collect();
     metrics
@@ -273,6 +278,11 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
         .set(sizes.iter().copied().max().unwrap_or(0) as i64);
     metrics.config_bytes_total.set(sizes.iter().sum::<usize>() as i64);
     metrics.identities.set(out.configs.len() as i64);
+    let catalog = out.catalog.as_ref().map_or(&[][..], |c| &c.shards[..]);
+    metrics.catalog_shards.set(catalog.len() as i64);
+    metrics
+        .catalog_bytes
+        .set(catalog.iter().map(|s| s.json.len()).sum::<usize>() as i64);
     let outcome = applier
         .apply(
             &out,
@@ -299,6 +309,9 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
         } else {
             resync
         };
+    if let Some(due) = outcome.next_prune {
+        next = next.min(due + Duration::from_millis(50));
+    }
     if let Some(due) = outcome.next_renewal {
         let secs = (due - time::OffsetDateTime::now_utc()).as_seconds_f64().max(0.0);
         next = next.min(Instant::now() + Duration::from_secs_f64(secs) + Duration::from_millis(50));

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub config_bytes_total: Gauge,
     /// Identities with a config.
     pub identities: Gauge,
+    /// Shards of the shared service catalog (0 unless `permissive`).
+    pub catalog_shards: Gauge,
+    /// Sum of the catalog shard sizes, bytes.
+    pub catalog_bytes: Gauge,
     /// 1 while this replica is the leader.
     pub leader: Gauge,
 }
@@ -87,6 +91,18 @@ impl Metrics {
             "Workload identities with a rendered config",
             identities.clone(),
         );
+        let catalog_shards = Gauge::default();
+        r.register(
+            "catalog_shards",
+            "Shards of the shared service catalog (permissive access mode)",
+            catalog_shards.clone(),
+        );
+        let catalog_bytes = Gauge::default();
+        r.register(
+            "catalog_bytes",
+            "Sum of the service catalog shard sizes",
+            catalog_bytes.clone(),
+        );
         let leader = Gauge::default();
         r.register(
             "leader",
@@ -101,6 +117,8 @@ impl Metrics {
             config_bytes_max,
             config_bytes_total,
             identities,
+            catalog_shards,
+            catalog_bytes,
             leader,
         }
     }

@@ -267,6 +267,7 @@ pub fn mesh(o: Option<&DynamicObject>) -> (MeshInput, Duration) {
             Some(ApiMtls::Permissive) => MtlsMode::Permissive,
             _ => MtlsMode::Strict,
         },
+        ..MeshInput::default()
     };
     let validity = spec
         .certificate_validity

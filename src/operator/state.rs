@@ -11,6 +11,8 @@ use weft_proxy_config::{AccessMode, MtlsMode};
 
 /// Default SPIFFE trust domain.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+/// Namespace of the shared service catalog unless the operator is told otherwise.
+pub const DEFAULT_CATALOG_NAMESPACE: &str = "weft-system";
 
 /// Everything [`super::render::render`] reads.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +50,8 @@ pub struct MeshInput {
     pub access_mode: AccessMode,
     /// Whether plaintext is accepted inbound.
     pub mtls_mode: MtlsMode,
+    /// Namespace the shared service catalog is written to (the mesh's own).
+    pub catalog_namespace: String,
 }
 
 impl Default for MeshInput {
@@ -56,6 +60,7 @@ impl Default for MeshInput {
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             access_mode: AccessMode::Smi,
             mtls_mode: MtlsMode::Strict,
+            catalog_namespace: DEFAULT_CATALOG_NAMESPACE.to_string(),
         }
     }
 }

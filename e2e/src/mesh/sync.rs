@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_proxy_config::{CATALOG_KEY, CatalogShard, ProxyConfig};
 
 use super::{MeshError, wait_for};
 
 /// Annotation holding the rendered config's hash.
 pub const HASH_ANNOTATION: &str = "weft.dev/config-hash";
 
-/// The identity's ConfigMap: (hash annotation, parsed `config.json`), if present.
+/// The identity's ConfigMap: (hash annotation, parsed `config.json`), if present. A
+/// config that references the shared service catalog (`permissive` mode) is assembled
+/// with its shards, as the sidecar does, so it compares equal to what the sidecar runs.
 pub async fn identity_config(
     client: &kube::Client,
     namespace: &str,
@@ -37,8 +40,35 @@ pub async fn identity_config(
         .data
         .and_then(|d| d.get("config.json").cloned())
         .unwrap_or_default();
-    let value = serde_json::from_str(&json).map_err(|e| format!("config.json: {e}"))?;
-    Ok(Some((hash, value)))
+    let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| format!("config.json: {e}"))?;
+    Ok(Some((hash, assembled(client, value).await?)))
+}
+
+/// A rendered config document as the sidecar runs it: if it references the shared
+/// service catalog (`permissive` mode), its shards are fetched and assembled in.
+pub async fn assembled(client: &kube::Client, value: serde_json::Value) -> Result<serde_json::Value, String> {
+    if value.get("catalog").is_none() {
+        return Ok(value);
+    }
+    let cfg: ProxyConfig = serde_json::from_value(value).map_err(|e| format!("config.json: {e}"))?;
+    let Some(catalog) = cfg.catalog.clone() else {
+        return Err("config.json: catalog vanished".into());
+    };
+    let shards_api: Api<ConfigMap> = Api::namespaced(client.clone(), &catalog.namespace);
+    let mut shards = Vec::with_capacity(catalog.shards.len());
+    for name in &catalog.shards {
+        let cm = shards_api
+            .get(name)
+            .await
+            .map_err(|e| format!("shard {name}: {e}"))?;
+        let text = cm
+            .data
+            .and_then(|d| d.get(CATALOG_KEY).cloned())
+            .ok_or_else(|| format!("shard {name}: no {CATALOG_KEY}"))?;
+        shards.push(CatalogShard::from_json(&text).map_err(|e| format!("shard {name}: {e}"))?);
+    }
+    let full = cfg.assemble(shards).map_err(|e| e.to_string())?;
+    serde_json::to_value(&full).map_err(|e| e.to_string())
 }
 
 /// The config the sidecar of the pod at `ip` has loaded (`GET http://ip:15020/config`).

@@ -271,22 +271,30 @@ impl Load {
     }
 }
 
-/// Every weft-managed ConfigMap in `ns`: name → (`resourceVersion`, parsed `config.json`).
+/// Every weft-managed ConfigMap in `ns`: name → (`resourceVersion`, parsed `config.json`,
+/// with the service catalog assembled in as the sidecar runs it).
 pub async fn configs(client: &kube::Client, ns: &str) -> BTreeMap<String, (String, serde_json::Value)> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    cms.list(&ListParams::default().labels("weft.dev/managed-by=weft"))
+    let items = cms
+        .list(&ListParams::default().labels("weft.dev/managed-by=weft"))
         .await
         .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|c| {
-            let json = c.data?.get("config.json")?.clone();
-            Some((
-                c.metadata.name?,
-                (c.metadata.resource_version?, serde_json::from_str(&json).unwrap()),
-            ))
-        })
-        .collect()
+        .items;
+    let mut out = BTreeMap::new();
+    for c in items {
+        let (Some(name), Some(rv), Some(json)) = (
+            c.metadata.name,
+            c.metadata.resource_version,
+            c.data.and_then(|d| d.get("config.json").cloned()),
+        ) else {
+            continue;
+        };
+        let value = sync::assembled(client, serde_json::from_str(&json).unwrap())
+            .await
+            .unwrap();
+        out.insert(name, (rv, value));
+    }
+    out
 }
 
 /// A config without the services of `weft-system` (whose endpoints are the operator pods

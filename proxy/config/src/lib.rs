@@ -9,8 +9,11 @@
 //! maps are `BTreeMap` and lists are sorted by the renderer so output is
 //! deterministic.
 
+mod catalog;
 mod policy;
 mod validate;
+
+pub use catalog::{CATALOG_KEY, CatalogRef, CatalogShard};
 
 pub use policy::{
     Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection, RetryBudget,
@@ -55,6 +58,15 @@ pub struct ProxyConfig {
     /// What this identity serves and who may call it.
     #[serde(default)]
     pub inbound: Inbound,
+    /// Services come from this shared catalog instead of [`Self::services`]
+    /// (`permissive` access mode, where every identity sees every service). A
+    /// config with a catalog must be [assembled](ProxyConfig::assemble) before use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogRef>,
+    /// Per-destination retry policies of this identity, merged into the catalog's
+    /// services by [`ProxyConfig::assemble`] (only with a catalog).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retries: BTreeMap<String, RetryPolicy>,
 }
 
 /// A workload identity: a ServiceAccount in a namespace.

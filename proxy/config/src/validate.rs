@@ -15,7 +15,7 @@ pub struct ValidationError {
     pub reason: String,
 }
 
-fn err(path: impl Into<String>, reason: impl Into<String>) -> ValidationError {
+pub(crate) fn err(path: impl Into<String>, reason: impl Into<String>) -> ValidationError {
     ValidationError {
         path: path.into(),
         reason: reason.into(),
@@ -23,8 +23,56 @@ fn err(path: impl Into<String>, reason: impl Into<String>) -> ValidationError {
 }
 
 impl ProxyConfig {
-    /// Checks every rule the data plane relies on.
+    /// Checks every rule the data plane relies on. A config that still references
+    /// an unassembled catalog is refused: its services are elsewhere.
     pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.catalog.is_some() {
+            return Err(err(
+                "catalog",
+                "the service catalog has not been assembled into this config",
+            ));
+        }
+        if !self.retries.is_empty() {
+            return Err(err(
+                "retries",
+                "per-destination retries are only valid with a catalog (inline services carry their own)",
+            ));
+        }
+        self.validate_identity_parts()?;
+        for (key, svc) in &self.services {
+            validate_service(self, &format!("services[\"{key}\"]"), key, svc)?;
+        }
+        Ok(())
+    }
+
+    /// Checks a config that references a catalog, before assembly: everything
+    /// except the catalog's services (validated once, as a whole, by the
+    /// operator and again by the proxy after assembly). `catalog_has` says
+    /// whether the catalog holds a service key. Configs without a catalog get
+    /// the full [`ProxyConfig::validate`].
+    pub fn validate_unassembled(&self, catalog_has: impl Fn(&str) -> bool) -> Result<(), ValidationError> {
+        let Some(catalog) = &self.catalog else {
+            return self.validate();
+        };
+        if catalog.shards.is_empty() {
+            return Err(err("catalog.shards", "must not be empty"));
+        }
+        if !self.services.is_empty() {
+            return Err(err("services", "must be empty when a catalog is referenced"));
+        }
+        self.validate_identity_parts()?;
+        for (key, retry) in &self.retries {
+            let path = format!("retries[\"{key}\"]");
+            if !catalog_has(key) {
+                return Err(err(path, "not a service of the catalog"));
+            }
+            validate_retry(&path, retry)?;
+        }
+        Ok(())
+    }
+
+    /// Schema version, identity and the inbound authorization table.
+    fn validate_identity_parts(&self) -> Result<(), ValidationError> {
         if self.schema_version != SCHEMA_VERSION {
             return Err(err(
                 "schemaVersion",
@@ -37,9 +85,6 @@ impl ProxyConfig {
         let prefix = format!("spiffe://{}/ns/", self.mesh.trust_domain);
         if !self.identity.spiffe_id.starts_with(&prefix) {
             return Err(err("identity.spiffeId", format!("must start with {prefix}")));
-        }
-        for (key, svc) in &self.services {
-            validate_service(self, &format!("services[\"{key}\"]"), key, svc)?;
         }
         for (i, grant) in self.inbound.grants.iter().enumerate() {
             let path = format!("inbound.grants[{i}]");
@@ -189,7 +234,7 @@ fn validate_breaker(cfg: &ProxyConfig, path: &str, cb: &CircuitBreakerPolicy) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::*;
 
     pub(crate) fn minimal() -> ProxyConfig {
@@ -207,6 +252,8 @@ mod tests {
             },
             services: Default::default(),
             inbound: Default::default(),
+            catalog: None,
+            retries: Default::default(),
         }
     }
 

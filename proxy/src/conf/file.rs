@@ -3,6 +3,8 @@
 //! follows, and polling works the same on every filesystem). While the API watch
 //! holds the ConfigMap the file defers to it (volume sync lags the watch, so the
 //! file may still hold the previous config); it applies again once the watch is lost.
+//! A file config that references the shared service catalog is left to the API
+//! source (only it can fetch the shards).
 
 use super::store::ConfigStore;
 use std::path::PathBuf;
@@ -27,6 +29,10 @@ pub async fn watch_file(
                 let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
                 if last != Some(stamp) && !store.api_live() {
                     match tokio::fs::read_to_string(&path).await {
+                        Ok(text) if references_catalog(&text) => {
+                            last = Some(stamp);
+                            tracing::info!(path = %source, "file config references the service catalog; the API source applies it");
+                        }
                         Ok(text) => {
                             last = Some(stamp);
                             // Errors are logged and counted by the store.
@@ -48,6 +54,10 @@ pub async fn watch_file(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+fn references_catalog(text: &str) -> bool {
+    serde_json::from_str::<weft_proxy_config::ProxyConfig>(text).is_ok_and(|c| c.catalog.is_some())
 }
 
 #[cfg(test)]
@@ -124,6 +134,36 @@ mod tests {
         // Once the watch is lost the file stands in again.
         store.set_api_live(false);
         assert!(wait_for(|| store.load().unwrap().config.identity.service_account == "a").await);
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn leaves_catalog_configs_to_the_api_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let with_catalog = GOOD.replacen(
+            "\"schemaVersion\":1,",
+            "\"schemaVersion\":1,\"catalog\":{\"namespace\":\"weft-system\",\"shards\":[\"weft-catalog-0\"]},",
+            1,
+        );
+        assert!(references_catalog(&with_catalog) && !references_catalog(GOOD));
+        std::fs::write(&path, &with_catalog).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let store = Arc::new(ConfigStore::new(
+            Arc::clone(&metrics),
+            Arc::new(Readiness::default()),
+        ));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(watch_file(
+            Arc::clone(&store),
+            path.clone(),
+            Duration::from_millis(10),
+            rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.load().is_none(), "an unassembled config is never applied");
+        assert_eq!(metrics.reloads(), (0, 0), "and not counted as a bad one either");
         tx.send(true).unwrap();
         task.await.unwrap();
     }

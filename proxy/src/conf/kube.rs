@@ -2,10 +2,13 @@
 //! GET and then followed with a watch (field selector on the name, so RBAC can
 //! limit the proxy to that one object). Watch errors and `410 Gone` fall back
 //! to a fresh GET; failures back off up to 30 s. A deleted ConfigMap keeps the
-//! last good config in force.
+//! last good config in force. A config that references the shared service
+//! catalog is applied only once all its shards are fetched and assembled; until
+//! then the last good config stays and the fetch is retried.
 
+use super::catalog::ShardCache;
 use super::kube_http::{KubeError, KubeHttp};
-use super::store::ConfigStore;
+use super::store::{ApplyError, ConfigStore};
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -13,7 +16,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use weft_proxy_config::CONFIG_KEY;
+use weft_proxy_config::{CONFIG_KEY, ParseError, ProxyConfig};
 
 /// The ConfigMap to follow.
 #[derive(Debug, Clone)]
@@ -65,42 +68,73 @@ pub fn parse_event(line: &[u8]) -> Option<Event> {
     })
 }
 
-fn apply(store: &ConfigStore, cm: &ConfigMapRef, config: Option<String>) {
-    let source = format!("configmap {}/{}", cm.namespace, cm.name);
-    match config {
-        // Errors are logged once and counted by the store.
-        Some(text) => drop(store.apply_json(&text, &source)),
-        None => {
-            tracing::warn!(%source, key = CONFIG_KEY, "config map has no config key; keeping current config")
+/// What the watch loop shares between events.
+struct Source<'a> {
+    store: &'a ConfigStore,
+    http: &'a KubeHttp,
+    cm: &'a ConfigMapRef,
+    shards: ShardCache,
+}
+
+impl Source<'_> {
+    /// Applies one version of the document. Invalid documents are rejected by
+    /// the store (logged and counted once); an error is returned only when the
+    /// catalog could not be fetched, so the caller retries.
+    async fn apply(&mut self, config: Option<String>) -> Result<(), KubeError> {
+        let source = format!("configmap {}/{}", self.cm.namespace, self.cm.name);
+        let Some(text) = config else {
+            tracing::warn!(%source, key = CONFIG_KEY, "config map has no config key; keeping current config");
+            return Ok(());
+        };
+        if self.store.is_current(&text) {
+            return Ok(());
         }
+        let parsed: Result<ProxyConfig, ApplyError> =
+            serde_json::from_str(&text).map_err(|e| ApplyError::Parse(ParseError::Json(e)));
+        let built = match parsed {
+            Ok(cfg) => match &cfg.catalog {
+                Some(catalog) => {
+                    let shards = self.shards.resolve(self.http, catalog).await?;
+                    cfg.assemble(shards)
+                        .map_err(|e| ApplyError::Parse(ParseError::Invalid(e)))
+                }
+                None => cfg
+                    .validate()
+                    .map(|()| cfg)
+                    .map_err(|e| ApplyError::Parse(ParseError::Invalid(e))),
+            },
+            Err(e) => Err(e),
+        };
+        // Rejections are logged and counted by the store.
+        drop(self.store.apply_built(&text, &source, || built));
+        Ok(())
     }
 }
 
 /// Fetches the object; returns its resourceVersion.
-async fn initial_get(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) -> Result<String, KubeError> {
-    let path = format!("/api/v1/namespaces/{}/configmaps/{}", cm.namespace, cm.name);
-    let (status, body) = http.get_bytes(&path).await?;
+async fn initial_get(src: &mut Source<'_>) -> Result<String, KubeError> {
+    let path = format!(
+        "/api/v1/namespaces/{}/configmaps/{}",
+        src.cm.namespace, src.cm.name
+    );
+    let (status, body) = src.http.get_bytes(&path).await?;
     if status != StatusCode::OK {
         return Err(KubeError::Status(status));
     }
     let obj: Value = serde_json::from_slice(&body).map_err(|e| KubeError::Decode(e.to_string()))?;
-    apply(store, cm, config_of(&obj));
+    src.store.set_api_live(true);
+    src.apply(config_of(&obj)).await?;
     Ok(resource_version(&obj).unwrap_or_default())
 }
 
 /// Follows a watch from `rv` until it ends; returns the last version seen, or
 /// `None` when the caller must GET again.
-async fn watch_once(
-    store: &ConfigStore,
-    http: &KubeHttp,
-    cm: &ConfigMapRef,
-    rv: String,
-) -> Result<Option<String>, KubeError> {
+async fn watch_once(src: &mut Source<'_>, rv: String) -> Result<Option<String>, KubeError> {
     let path = format!(
         "/api/v1/namespaces/{}/configmaps?fieldSelector=metadata.name%3D{}&watch=true&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}",
-        cm.namespace, cm.name
+        src.cm.namespace, src.cm.name
     );
-    let (status, mut body) = http.get(&path).await?;
+    let (status, mut body) = src.http.get(&path).await?;
     if status != StatusCode::OK {
         return Err(KubeError::Status(status));
     }
@@ -121,12 +155,12 @@ async fn watch_once(
                     config,
                     resource_version,
                 }) => {
-                    apply(store, cm, config);
+                    src.apply(config).await?;
                     rv = resource_version.unwrap_or(rv);
                 }
                 Some(Event::Bookmark(v)) => rv = v.unwrap_or(rv),
                 Some(Event::Deleted) => {
-                    tracing::warn!(configmap = %cm.name, "config map deleted; keeping the last good config");
+                    tracing::warn!(configmap = %src.cm.name, "config map deleted; keeping the last good config");
                 }
                 Some(Event::Restart) => return Ok(None),
                 None => tracing::debug!("ignoring unparsable watch line"),
@@ -142,14 +176,21 @@ async fn watch_once(
 async fn run(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) {
     let mut backoff = Duration::from_millis(500);
     let mut logged: Option<String> = None;
+    let mut src = Source {
+        store,
+        http,
+        cm,
+        shards: ShardCache::default(),
+    };
     loop {
-        let mut rv = match initial_get(store, http, cm).await {
-            Ok(rv) => {
-                store.set_api_live(true);
-                rv
-            }
+        let mut rv = match initial_get(&mut src).await {
+            Ok(rv) => rv,
             Err(error) => {
-                store.set_api_live(false);
+                // A missing shard is not a lost watch: the mounted file (which
+                // cannot carry the catalog) must not take over then.
+                if !matches!(error, KubeError::Shard { .. }) {
+                    store.set_api_live(false);
+                }
                 let msg = error.to_string();
                 if logged.as_deref() != Some(msg.as_str()) {
                     tracing::warn!(namespace = %cm.namespace, name = %cm.name, %error, "cannot read config map; retrying");
@@ -163,9 +204,14 @@ async fn run(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) {
         backoff = Duration::from_millis(500);
         logged = None;
         loop {
-            match watch_once(store, http, cm, rv.clone()).await {
+            match watch_once(&mut src, rv.clone()).await {
                 Ok(Some(next)) => rv = next,
                 Ok(None) => break,
+                Err(error @ KubeError::Shard { .. }) => {
+                    tracing::warn!(%error, "cannot fetch the service catalog; keeping the last good config and retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
                 Err(error) => {
                     tracing::debug!(%error, "config map watch failed; starting over");
                     tokio::time::sleep(Duration::from_secs(1)).await;

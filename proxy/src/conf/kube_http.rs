@@ -35,6 +35,8 @@ pub enum KubeError {
     Timeout,
     #[error("unexpected API response: {0}")]
     Decode(String),
+    #[error("service catalog shard {name}: {reason}")]
+    Shard { name: String, reason: String },
 }
 
 /// Where and how to reach the API server.

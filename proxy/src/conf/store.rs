@@ -109,18 +109,35 @@ impl ConfigStore {
 
     /// Validates and applies a JSON document from `source` (for logs).
     pub fn apply_json(&self, text: &str, source: &str) -> Result<Applied, ApplyError> {
+        self.apply_built(text, source, || {
+            ProxyConfig::from_json(text).map_err(ApplyError::from)
+        })
+    }
+
+    /// Whether `text` is the document currently in force.
+    pub fn is_current(&self, text: &str) -> bool {
         let hash = hash_text(text);
-        if self
-            .current
+        self.current
             .load()
             .as_ref()
             .is_some_and(|s| s.content_hash == hash)
-        {
+    }
+
+    /// Applies the complete config `build` makes from the document `text` (for
+    /// example by assembling the catalog it references); `build` runs only when
+    /// `text` differs from the document in force. Rejections are logged and
+    /// counted once per distinct document.
+    pub fn apply_built(
+        &self,
+        text: &str,
+        source: &str,
+        build: impl FnOnce() -> Result<ProxyConfig, ApplyError>,
+    ) -> Result<Applied, ApplyError> {
+        if self.is_current(text) {
             return Ok(Applied::Unchanged);
         }
-        let result = ProxyConfig::from_json(text)
-            .map_err(ApplyError::from)
-            .and_then(|cfg| self.install(cfg, hash));
+        let hash = hash_text(text);
+        let result = build().and_then(|cfg| self.install(cfg, hash));
         if let Err(error) = &result {
             let mut last = self.last_rejected.lock().unwrap_or_else(|p| p.into_inner());
             // Log and count each distinct bad document once, however often it is re-read.

@@ -119,6 +119,8 @@ fn config() -> ProxyConfig {
             }],
             grants: vec![],
         },
+        catalog: None,
+        retries: Default::default(),
     }
 }
 

@@ -149,6 +149,8 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
         },
         services: [("weft-explicit/upstream".to_string(), service)].into(),
         inbound: Default::default(),
+        catalog: None,
+        retries: Default::default(),
     }
 }
 

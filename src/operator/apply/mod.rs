@@ -6,6 +6,7 @@
 //! deleted. SMI/policy status is patched only on change; Events only on
 //! transitions. One object's failure never stops the others.
 
+pub mod catalog;
 pub mod objects;
 pub mod status;
 
@@ -59,6 +60,8 @@ pub struct Outcome {
     pub errors: usize,
     /// Earliest certificate renewal due.
     pub next_renewal: Option<OffsetDateTime>,
+    /// When an unreferenced catalog shard's grace period ends.
+    pub next_prune: Option<Instant>,
 }
 
 /// ApiResource of an SMI/policy kind at its storage version.
@@ -81,6 +84,7 @@ pub struct Applier {
     metrics: Metrics,
     ca: Mutex<Option<(String, Arc<CaState>)>>,
     memo: Mutex<HashMap<String, (String, Instant)>>,
+    pruning: catalog::Pruning,
 }
 
 impl std::fmt::Debug for Applier {
@@ -100,8 +104,15 @@ fn memo_key(kind: &str, ns: &str, name: &str) -> String {
 }
 
 impl Applier {
-    /// A new applier; `instance` names this replica in Events.
-    pub fn new(client: Client, system_namespace: &str, instance: &str, metrics: Metrics) -> Self {
+    /// A new applier; `instance` names this replica in Events; unreferenced catalog
+    /// shards are kept for `catalog_grace`.
+    pub fn new(
+        client: Client,
+        system_namespace: &str,
+        instance: &str,
+        metrics: Metrics,
+        catalog_grace: Duration,
+    ) -> Self {
         let reporter = Reporter {
             controller: "weft-operator".into(),
             instance: Some(instance.into()),
@@ -113,7 +124,13 @@ impl Applier {
             metrics,
             ca: Mutex::new(None),
             memo: Mutex::new(HashMap::new()),
+            pruning: catalog::Pruning::new(catalog_grace),
         }
+    }
+
+    /// The mesh's own namespace (CA, catalog).
+    pub fn system_namespace(&self) -> &str {
+        &self.system_namespace
     }
 
     fn memo_says(&self, key: &str, hash: &str) -> bool {
@@ -229,16 +246,32 @@ impl Applier {
                 None
             }
         };
+        // Shards first: a config must never name a shard that is not there yet.
+        let mut catalog_ok = true;
+        if let Some(catalog) = &out.catalog {
+            let readers: BTreeSet<&IdentityKey> = out
+                .configs
+                .iter()
+                .filter(|(_, c)| c.config.catalog.is_some())
+                .map(|(k, _)| k)
+                .collect();
+            let (writes, errors) = self.apply_catalog(catalog, &readers, stores).await;
+            o.writes += writes;
+            o.errors += errors;
+            catalog_ok = errors == 0;
+        }
         let now = OffsetDateTime::now_utc();
         for ((ns, sa), cfg) in &out.configs {
-            let cm = objects::config_map(ns, sa, cfg);
             let name = objects::config_name(sa);
-            let h = objects::hash_of(&cm.metadata).unwrap_or_default().to_string();
-            count(
-                self.apply_obj("configmap", ns, &cm, &h, stores.config_maps.get(&at(ns, &name)))
-                    .await,
-                &mut o,
-            );
+            if catalog_ok || cfg.config.catalog.is_none() {
+                let cm = objects::config_map(ns, sa, cfg);
+                let h = objects::hash_of(&cm.metadata).unwrap_or_default().to_string();
+                count(
+                    self.apply_obj("configmap", ns, &cm, &h, stores.config_maps.get(&at(ns, &name)))
+                        .await,
+                    &mut o,
+                );
+            }
             let role = objects::role(ns, sa, &cfg.owner_uid);
             let h = objects::hash_of(&role.metadata).unwrap_or_default().to_string();
             count(
@@ -304,6 +337,13 @@ impl Applier {
         }
         let keep: BTreeSet<&IdentityKey> = out.configs.keys().chain(out.skipped.keys()).collect();
         o.writes += self.cleanup(&keep, stores, &mut o.errors).await;
+        // Skipped identities keep their last ConfigMap, which may name older shards.
+        if o.errors == 0 && out.skipped.is_empty() {
+            let (writes, errors, due) = self.prune_catalog(out.catalog.as_ref(), stores).await;
+            o.writes += writes;
+            o.errors += errors;
+            o.next_prune = due;
+        }
         self.statuses(out, objects, &mut o).await;
         o
     }
@@ -355,29 +395,7 @@ impl Applier {
         );
         let mut writes = 0;
         for (kind, ns, name) in stale {
-            let dp = DeleteParams::default();
-            let r = match kind {
-                "configmap" => Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
-                    .delete(&name, &dp)
-                    .await
-                    .map(|_| ()),
-                "role" => Api::<Role>::namespaced(self.client.clone(), &ns)
-                    .delete(&name, &dp)
-                    .await
-                    .map(|_| ()),
-                "rolebinding" => Api::<RoleBinding>::namespaced(self.client.clone(), &ns)
-                    .delete(&name, &dp)
-                    .await
-                    .map(|_| ()),
-                _ => Api::<Secret>::namespaced(self.client.clone(), &ns)
-                    .delete(&name, &dp)
-                    .await
-                    .map(|_| ()),
-            };
-            let r = match r {
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                other => other,
-            };
+            let r = self.delete(kind, &ns, &name).await;
             match r {
                 Ok(()) => {
                     tracing::info!(kind, namespace = %ns, name = %name, "deleted: identity left the mesh");
@@ -391,6 +409,33 @@ impl Applier {
             }
         }
         writes
+    }
+
+    /// Deletes one managed object; a missing object counts as deleted.
+    async fn delete(&self, kind: &str, ns: &str, name: &str) -> Result<(), kube::Error> {
+        let dp = DeleteParams::default();
+        let r = match kind {
+            "configmap" => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            "role" => Api::<Role>::namespaced(self.client.clone(), ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            "rolebinding" => Api::<RoleBinding>::namespaced(self.client.clone(), ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            _ => Api::<Secret>::namespaced(self.client.clone(), ns)
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+        };
+        match r {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            other => other,
+        }
     }
 
     async fn statuses(

@@ -8,8 +8,12 @@
 //! can use — services without meshed endpoints, services whose endpoints run as
 //! an identity that a TrafficTarget lets it call (or as itself), plus the split
 //! backends and fallbacks those need. Anything else would be refused by the
-//! destination's sidecar anyway. In `permissive` mode every service is listed.
+//! destination's sidecar anyway. In `permissive` mode every identity may call
+//! every service, so the services go once into the shared [`catalog`] and each
+//! config references it instead of copying it (size and render time then grow
+//! with services + identities, not their product).
 
+pub mod catalog;
 pub mod inbound;
 pub mod policy;
 pub mod report;
@@ -18,14 +22,20 @@ pub mod services;
 pub mod split;
 
 #[cfg(test)]
+mod permissive_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::operator::state::{ClusterState, ObjectKey, PodInfo, spiffe_id};
+pub use catalog::{Catalog, RenderedShard};
 pub use inbound::IdentityKey;
 pub use report::{CondValue, ObjectReport, Reports};
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use weft_proxy_config::{AccessMode, Identity, Inbound, MeshSettings, ProxyConfig, SCHEMA_VERSION, Service};
+use weft_proxy_config::{
+    AccessMode, CatalogRef, Identity, Inbound, MeshSettings, ProxyConfig, RetryPolicy, SCHEMA_VERSION,
+    Service,
+};
 
 /// Largest payload written into a ConfigMap (the API server refuses ConfigMaps
 /// over 1 MiB; the rest is headroom for metadata).
@@ -53,6 +63,8 @@ pub struct RenderOutput {
     pub reports: BTreeMap<ObjectKey, ObjectReport>,
     /// Identities with meshed pods that got no config, and why.
     pub skipped: BTreeMap<IdentityKey, String>,
+    /// The shared service catalog the configs reference (`permissive` mode).
+    pub catalog: Option<Catalog>,
 }
 
 /// Hex SHA-256 of a payload.
@@ -84,30 +96,62 @@ pub fn render(state: &ClusterState) -> RenderOutput {
         .iter()
         .map(|sa| ((sa.namespace.as_str(), sa.name.as_str()), sa.uid.as_str()))
         .collect();
-    let scope = Scope::new(&shared, state.mesh.access_mode == AccessMode::Permissive);
+    let mut out = RenderOutput::default();
+    if state.mesh.access_mode == AccessMode::Permissive {
+        match catalog::build(&mut shared, td, &state.mesh.catalog_namespace) {
+            Ok(c) => out.catalog = Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "service catalog could not be built; no config emitted");
+                out.skipped = identities
+                    .into_keys()
+                    .map(|id| (id, format!("service catalog: {e}")))
+                    .collect();
+                out.reports = reports.finish();
+                return out;
+            }
+        }
+    }
+    let scope = Scope::new(&shared);
     let mesh = MeshSettings {
         trust_domain: td.to_string(),
         access_mode: state.mesh.access_mode,
         mtls_mode: state.mesh.mtls_mode,
     };
 
-    let mut out = RenderOutput::default();
     for (id, pods) in identities {
         let Some(owner) = owners.get(&(id.0.as_str(), id.1.as_str())).map(|o| o.to_string()) else {
             out.skipped.insert(id, "its ServiceAccount does not exist".into());
             continue;
         };
         let me = spiffe_id(td, &id.0, &id.1);
-        let mut services: BTreeMap<String, Service> = scope
-            .for_identity(&id, &me, &grants)
-            .into_iter()
-            .map(|k| (k.clone(), shared[k].clone()))
-            .collect();
-        for (dest, policy) in policy::retries_for(&retries, &id.0, &id.1) {
-            if let Some(svc) = services.get_mut(dest) {
-                svc.retry = Some(policy.clone());
+        let mine = policy::retries_for(&retries, &id.0, &id.1);
+        let (services, overlay, catalog_ref) = match &out.catalog {
+            Some(c) => {
+                let overlay: BTreeMap<String, RetryPolicy> = mine
+                    .into_iter()
+                    .filter(|(dest, _)| shared.contains_key(*dest))
+                    .map(|(dest, p)| (dest.to_string(), p.clone()))
+                    .collect();
+                let r = CatalogRef {
+                    namespace: c.namespace.clone(),
+                    shards: c.names(),
+                };
+                (BTreeMap::new(), overlay, Some(r))
             }
-        }
+            None => {
+                let mut services: BTreeMap<String, Service> = scope
+                    .for_identity(&id, &me, &grants)
+                    .into_iter()
+                    .map(|k| (k.clone(), shared[k].clone()))
+                    .collect();
+                for (dest, policy) in mine {
+                    if let Some(svc) = services.get_mut(dest) {
+                        svc.retry = Some(policy.clone());
+                    }
+                }
+                (services, BTreeMap::new(), None)
+            }
+        };
         let mut grants_for_me = grants.by_destination.get(&id).cloned().unwrap_or_default();
         grants_for_me.sort_by(|a, b| a.source.cmp(&b.source));
         let config = ProxyConfig {
@@ -123,8 +167,10 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                 ports: inbound::ports(&pods),
                 grants: grants_for_me,
             },
+            catalog: catalog_ref,
+            retries: overlay,
         };
-        if let Err(e) = config.validate() {
+        if let Err(e) = config.validate_unassembled(|k| shared.contains_key(k)) {
             tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");
             out.skipped.insert(id, e.to_string());
             continue;
@@ -161,9 +207,8 @@ pub fn render(state: &ClusterState) -> RenderOutput {
     out
 }
 
-/// Which services each identity's config lists.
+/// Which services each identity's config lists (`smi` mode).
 struct Scope<'a> {
-    all: bool,
     /// Service key → SPIFFE IDs of its meshed endpoints.
     endpoint_ids: BTreeMap<&'a String, BTreeSet<&'a str>>,
     /// Service key → keys it depends on (split backends, fallback).
@@ -171,7 +216,7 @@ struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    fn new(shared: &'a BTreeMap<String, Service>, all: bool) -> Self {
+    fn new(shared: &'a BTreeMap<String, Service>) -> Self {
         let mut endpoint_ids = BTreeMap::new();
         let mut deps = BTreeMap::new();
         for (key, svc) in shared {
@@ -197,17 +242,10 @@ impl<'a> Scope<'a> {
             }
             deps.insert(key, d);
         }
-        Self {
-            all,
-            endpoint_ids,
-            deps,
-        }
+        Self { endpoint_ids, deps }
     }
 
     fn for_identity(&self, id: &IdentityKey, me: &str, grants: &inbound::Grants) -> BTreeSet<&'a String> {
-        if self.all {
-            return self.endpoint_ids.keys().copied().collect();
-        }
         let td_prefix = me.split("/ns/").next().unwrap_or_default();
         let allowed: HashSet<String> = grants
             .allowed
