@@ -51,4 +51,4 @@ bench-control-plane: bench-render bench-webhook ## Control-plane benchmarks: ren
 .PHONY: bench-controller
 bench-controller: kube-bins ## The real controller process at 1,000 services / 200 identities on a real API server
 	$(CARGO) build --release -p weft-controller
-	$(CARGO) test -p weft-e2e --test controller_scale -- --ignored --nocapture
+	$(CARGO) test -p weft-e2e --test controller_scale -- --ignored --nocapture --test-threads=1

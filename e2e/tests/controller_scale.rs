@@ -4,7 +4,10 @@
 //! 200 TrafficTargets), starts the release controller binary against them, and measures:
 //! time until all 200 identity ConfigMaps are written, the controller's RSS (VmRSS while
 //! settling, VmHWM peak) and CPU time, and TrafficSplit-change-to-ConfigMap delay at that
-//! scale (p50/p99 over 20 flips). Writes `target/bench/controller-scale.json`.
+//! scale (p50/p99 over 20 flips). Run once in `smi` access mode (scoped configs) and once
+//! in `permissive` mode (every service reachable: configs reference the shared service
+//! catalog, whose shards are counted and sized too). Writes
+//! `target/bench/controller-scale-<mode>.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -146,17 +149,84 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn managed_configmaps(client: &kube::Client) -> usize {
+/// Identity configs written so far (catalog shards carry the same label).
+async fn identity_configmaps(client: &kube::Client) -> usize {
     let cms: Api<ConfigMap> = Api::all(client.clone());
     cms.list(&ListParams::default().labels("weft.dev/managed-by=weft"))
         .await
-        .map(|l| l.items.len())
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|c| {
+                    c.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("weft-proxy-"))
+                })
+                .count()
+        })
         .unwrap_or(0)
+}
+
+/// (largest identity ConfigMap payload, catalog shards, largest shard, all shards) in bytes.
+async fn payload_sizes(client: &kube::Client) -> (usize, usize, usize, usize) {
+    let cms: Api<ConfigMap> = Api::all(client.clone());
+    let items = cms
+        .list(&ListParams::default().labels("weft.dev/managed-by=weft"))
+        .await
+        .unwrap()
+        .items;
+    let size = |c: &ConfigMap, key: &str| c.data.as_ref().and_then(|d| d.get(key)).map_or(0, String::len);
+    let largest = items.iter().map(|c| size(c, "config.json")).max().unwrap_or(0);
+    let shards: Vec<usize> = items
+        .iter()
+        .map(|c| size(c, "catalog.json"))
+        .filter(|n| *n > 0)
+        .collect();
+    let (n, max, sum) = (
+        shards.len(),
+        shards.iter().copied().max().unwrap_or(0),
+        shards.iter().sum(),
+    );
+    (largest, n, max, sum)
+}
+
+/// Puts the MeshConfig back to the default even when the bench fails.
+struct MeshConfigGuard(kube::Client);
+
+impl Drop for MeshConfigGuard {
+    fn drop(&mut self) {
+        let client = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let _ = weft_e2e::mesh::install::set_mesh_modes(&client, "smi", "strict").await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Both modes share this binary's control plane: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: make bench-controller"]
+async fn controller_at_scale_smi() {
+    controller_at_scale("smi").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: make bench-controller"]
-async fn controller_at_scale() {
+async fn controller_at_scale_permissive() {
+    controller_at_scale("permissive").await;
+}
+
+async fn controller_at_scale(mode: &str) {
+    let _serial = SERIAL.lock().await;
     let bin = controller_bin();
     assert!(
         bin.exists(),
@@ -174,6 +244,10 @@ async fn controller_at_scale() {
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).unwrap();
         nss.create(&PostParams::default(), &ns).await.unwrap();
     }
+    let _mesh = MeshConfigGuard(client.clone());
+    weft_e2e::mesh::install::set_mesh_modes(&client, mode, "strict")
+        .await
+        .unwrap();
     let began = Instant::now();
     let mut namespaces = Vec::new();
     for n in 0..NAMESPACES {
@@ -202,7 +276,7 @@ async fn controller_at_scale() {
     let started = Instant::now();
     let want = NAMESPACES * IDS;
     let mut rss_samples = Vec::new();
-    while managed_configmaps(&client).await < want {
+    while identity_configmaps(&client).await < want {
         rss_samples.push(proc_kb(pid, "VmRSS:"));
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -227,12 +301,17 @@ async fn controller_at_scale() {
         workload::apply_value(&client, split).await.unwrap();
         let want = [("s-0-1", u64::from(a)), ("s-0-2", u64::from(b))];
         loop {
-            let cfg = cms
+            let raw = cms
                 .get("weft-proxy-id-1")
                 .await
                 .ok()
                 .and_then(|c| c.data?.get("config.json").cloned())
                 .and_then(|j| serde_json::from_str::<Value>(&j).ok());
+            // Through the catalog in permissive mode, as the sidecar assembles it.
+            let cfg = match raw {
+                Some(v) => sync::assembled(&client, v).await.ok(),
+                None => None,
+            };
             if cfg
                 .as_ref()
                 .and_then(|c| sync::split_weights(c, &root))
@@ -249,11 +328,13 @@ async fn controller_at_scale() {
         delays.push(t0.elapsed());
     }
     let (hwm, cpu) = (proc_kb(pid, "VmHWM:"), cpu_secs(pid));
+    let (largest, shards, largest_shard, catalog_bytes) = payload_sizes(&client).await;
     let _ = child.start_kill();
     let _ = child.wait().await;
     let max_rss = rss_samples.iter().copied().max().unwrap_or(0);
     let report = json!({
         "bench": "controller-scale",
+        "access_mode": mode,
         "namespaces": NAMESPACES, "identities": want, "services": NAMESPACES * IDS * SVCS,
         "pods": NAMESPACES * IDS * PODS, "endpoints": NAMESPACES * IDS * SVCS * PODS,
         "populate_secs": populate_secs,
@@ -264,6 +345,10 @@ async fn controller_at_scale() {
         "cpu_secs_total": cpu,
         "split_to_configmap_ms_p50": percentile(&delays, 50.0).as_secs_f64() * 1e3,
         "split_to_configmap_ms_p99": percentile(&delays, 99.0).as_secs_f64() * 1e3,
+        "largest_identity_configmap_bytes": largest,
+        "catalog_shards": shards,
+        "largest_shard_bytes": largest_shard,
+        "catalog_bytes": catalog_bytes,
     });
     eprintln!(
         "controller at scale: {}",
@@ -272,7 +357,7 @@ async fn controller_at_scale() {
     let out = apply::repo_root().join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(
-        out.join("controller-scale.json"),
+        out.join(format!("controller-scale-{mode}.json")),
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();
