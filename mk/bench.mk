@@ -15,7 +15,7 @@ BENCH_TIMEOUT_S ?= 660
 # alike) at a higher priority so neighbours disturb the tails less. Needs root; else ignored.
 BENCH_NICE ?= -10
 
-.PHONY: bench bench-deps bench-envoy bench-control-plane bench-render
+.PHONY: bench bench-deps bench-envoy bench-control-plane bench-render bench-sidecar-catalog
 
 bench-deps: ## Install wrk and h2load for the benchmarks (idempotent)
 	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,7 +46,10 @@ bench: bench-deps bench-envoy ## Data-plane benchmarks vs Envoy (JSON in target/
 bench-render: ## Operator render at 100 / 1,000 / 5,000 services: time, largest ConfigMap, peak RSS (target/bench/control-plane.json)
 	$(CARGO) bench -p weft-controller --bench render
 
-bench-control-plane: bench-render bench-webhook ## Control-plane benchmarks: render at scale + webhook admission latency
+bench-sidecar-catalog: ## Sidecar applying a permissive config of 1,000 / 5,000 services: inline vs shared catalog (target/bench/sidecar-catalog.json)
+	$(CARGO) bench -p weft-proxy --bench catalog_apply
+
+bench-control-plane: bench-render bench-webhook bench-sidecar-catalog ## Control-plane benchmarks: render at scale, webhook admission latency, sidecar config apply
 
 .PHONY: bench-controller
 bench-controller: kube-bins ## The real controller process at 1,000 services / 200 identities on a real API server

@@ -1,10 +1,12 @@
 //! The shared service catalog of `permissive` access mode on a real API server:
-//! the operator (in-process) writes content-addressed shards into `weft-system`
-//! with a Role/RoleBinding granting exactly the meshed identities `get` on exactly
-//! those shards; the proxy's own ConfigMap source, authenticated with the
-//! identity's real ServiceAccount token, fetches and assembles them; a change
-//! moves to new shards and prunes the old; going back to `smi` mode removes the
-//! catalog. An identity outside the mesh is refused by RBAC.
+//! the operator (in-process) writes content-addressed shards and the index
+//! `weft-catalog` into `weft-system`, with a Role/RoleBinding granting exactly the
+//! meshed identities `get` on exactly those shards and the index; the proxy's own
+//! ConfigMap source, authenticated with the identity's real ServiceAccount token,
+//! follows the index and assembles the shards; a change moves to new shards
+//! without rewriting any identity config and prunes the old after the grace;
+//! going back to `smi` mode removes the catalog. An identity outside the mesh is
+//! refused by RBAC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -127,6 +129,25 @@ async fn until<T, F: Future<Output = Option<T>>>(
     }
 }
 
+/// The shards the catalog index lists now.
+async fn index_shards(cms: &Api<ConfigMap>) -> Vec<String> {
+    let index = cms.get("weft-catalog").await.unwrap();
+    let text = &index.data.unwrap()[weft_proxy_config::INDEX_KEY];
+    weft_proxy_config::CatalogIndex::from_json(text).unwrap().shards
+}
+
+/// resourceVersion of every identity ConfigMap in `ns`.
+async fn identity_versions(client: &Client, ns: &str) -> Vec<(String, String)> {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels("weft.dev/managed-by=weft"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| (c.metadata.name.unwrap(), c.metadata.resource_version.unwrap()))
+        .collect()
+}
+
 /// A client of the API server as `sa` (a real TokenRequest token), like a sidecar.
 async fn as_identity(client: &Client, ns: &str, sa: &str, dir: &Path) -> KubeHttp {
     let tr: TokenRequest =
@@ -230,9 +251,13 @@ async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
         "the identity's retry travels with it"
     );
     let catalog = cfg.catalog.clone().unwrap();
-    assert_eq!(catalog.namespace, SYSTEM_NS);
+    assert_eq!(
+        (catalog.namespace.as_str(), catalog.index.as_str()),
+        (SYSTEM_NS, "weft-catalog")
+    );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), SYSTEM_NS);
-    for name in &catalog.shards {
+    let shards = index_shards(&cms).await;
+    for name in &shards {
         let shard = cms.get(name).await.unwrap();
         assert_eq!(shard.immutable, Some(true), "{name}");
         assert!(shard.data.unwrap().contains_key(weft_proxy_config::CATALOG_KEY));
@@ -241,9 +266,11 @@ async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
         .get("weft-catalog")
         .await
         .unwrap();
+    let rules = role.rules.unwrap();
+    assert_eq!(rules[0].resource_names.as_ref(), Some(&shards));
     assert_eq!(
-        role.rules.unwrap()[0].resource_names.as_ref(),
-        Some(&catalog.shards)
+        rules[1].resource_names.as_deref(),
+        Some(&["weft-catalog".to_string()][..])
     );
     let rb = Api::<RoleBinding>::namespaced(client.clone(), SYSTEM_NS)
         .get("weft-catalog")
@@ -291,12 +318,15 @@ async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
 
     // An identity outside the mesh gets no catalog.
     let outsider = as_identity(&client, &ns, "outsider", dir.path()).await;
-    let path = format!("/api/v1/namespaces/{SYSTEM_NS}/configmaps/{}", catalog.shards[0]);
-    let (status, _) = outsider.get_bytes(&path).await.unwrap();
-    assert_eq!(status.as_u16(), 403, "RBAC refuses identities without a config");
+    for name in [&shards[0], &"weft-catalog".to_string()] {
+        let path = format!("/api/v1/namespaces/{SYSTEM_NS}/configmaps/{name}");
+        let (status, _) = outsider.get_bytes(&path).await.unwrap();
+        assert_eq!(status.as_u16(), 403, "RBAC refuses identities without a config");
+    }
 
-    // A new service: new shard(s), the sidecar follows, unreferenced shards are pruned
-    // once their grace is over.
+    // A new service: new shard(s) and index, the sidecar follows, no identity config is
+    // rewritten, and unreferenced shards are pruned once their grace is over.
+    let cm_versions = identity_versions(&client, &ns).await;
     let began = Instant::now();
     service(&client, &ns, "details", "podinfo-1", "198.18.20.2").await;
     let details_key = format!("{ns}/details");
@@ -307,16 +337,13 @@ async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
     })
     .await;
     println!("catalog change → sidecar config: {:?}", began.elapsed());
-    let now = raw_config(&client, &ns, "frontend")
-        .await
-        .unwrap()
-        .catalog
-        .unwrap();
-    let gone: Vec<&String> = catalog
-        .shards
-        .iter()
-        .filter(|s| !now.shards.contains(s))
-        .collect();
+    assert_eq!(
+        identity_versions(&client, &ns).await,
+        cm_versions,
+        "a catalog change rewrites no identity config"
+    );
+    let now = index_shards(&cms).await;
+    let gone: Vec<&String> = shards.iter().filter(|s| !now.contains(s)).collect();
     assert!(!gone.is_empty(), "new content means new shard names");
     until("old shards pruned", Duration::from_secs(10), || async {
         let mut all_gone = true;
@@ -338,7 +365,7 @@ async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
     .await;
     until("catalog removed", Duration::from_secs(10), || async {
         let left = cms
-            .list(&kube::api::ListParams::default().labels("weft.dev/catalog=true"))
+            .list(&kube::api::ListParams::default().labels("weft.dev/catalog"))
             .await
             .unwrap();
         let role = Api::<Role>::namespaced(client.clone(), SYSTEM_NS)

@@ -214,15 +214,8 @@ async fn traffic_split_cases_and_config_propagation() {
 
     // Config propagation: flip 100/0 <-> 0/100 and time, from the accepted write, until
     // the client's ConfigMap changes (operator) and until traffic follows (end to end).
-    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &ns);
-    let hash = || async {
-        let cm = cms.get("weft-proxy-client").await.unwrap();
-        cm.metadata
-            .annotations
-            .unwrap_or_default()
-            .get("weft.dev/config-hash")
-            .cloned()
-    };
+    // The version covers the catalog index too (permissive mode moves it, not the ConfigMap).
+    let hash = || async { sync::current_hash(&w.client, &client_pod).await.unwrap() };
     let (mut operator, mut delays) = (Vec::new(), Vec::new());
     for i in 0..20 {
         let (wb, wc, to) = if i % 2 == 0 { (100, 0, "b") } else { (0, 100, "c") };
@@ -289,6 +282,7 @@ async fn traffic_split_cases_and_config_propagation() {
     .unwrap();
 
     // The operator wrote a config per identity; the sidecars are Ready (checked above).
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &ns);
     let names: Vec<String> = cms
         .list(&ListParams::default().labels("weft.dev/managed-by=weft"))
         .await

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_proxy_config::{CATALOG_KEY, CatalogShard, ProxyConfig};
+use weft_proxy_config::{CATALOG_KEY, CatalogIndex, CatalogShard, INDEX_KEY, ProxyConfig};
 
 use super::{MeshError, wait_for};
 
 /// Annotation holding the rendered config's hash.
 pub const HASH_ANNOTATION: &str = "weft.dev/config-hash";
 
-/// The identity's ConfigMap: (hash annotation, parsed `config.json`), if present. A
-/// config that references the shared service catalog (`permissive` mode) is assembled
-/// with its shards, as the sidecar does, so it compares equal to what the sidecar runs.
+/// The identity's ConfigMap: (version, parsed `config.json`), if present. The version is
+/// its hash annotation; a config that references the shared service catalog
+/// (`permissive` mode) is assembled with its shards, as the sidecar does, so it compares
+/// equal to what the sidecar runs, and its version includes the catalog index's hash.
 pub async fn identity_config(
     client: &kube::Client,
     namespace: &str,
@@ -41,22 +42,52 @@ pub async fn identity_config(
         .and_then(|d| d.get("config.json").cloned())
         .unwrap_or_default();
     let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| format!("config.json: {e}"))?;
-    Ok(Some((hash, assembled(client, value).await?)))
+    let (value, index_hash) = assemble_versioned(client, value).await?;
+    // The catalog moves without the identity's ConfigMap: both make the version.
+    let hash = match index_hash {
+        Some(ix) => format!("{hash}+{ix}"),
+        None => hash,
+    };
+    Ok(Some((hash, value)))
 }
 
 /// A rendered config document as the sidecar runs it: if it references the shared
-/// service catalog (`permissive` mode), its shards are fetched and assembled in.
+/// service catalog (`permissive` mode), the shards its index lists are fetched and
+/// assembled in.
 pub async fn assembled(client: &kube::Client, value: serde_json::Value) -> Result<serde_json::Value, String> {
+    Ok(assemble_versioned(client, value).await?.0)
+}
+
+/// [`assembled`], plus the hash annotation of the catalog index it used (if any).
+async fn assemble_versioned(
+    client: &kube::Client,
+    value: serde_json::Value,
+) -> Result<(serde_json::Value, Option<String>), String> {
     if value.get("catalog").is_none() {
-        return Ok(value);
+        return Ok((value, None));
     }
     let cfg: ProxyConfig = serde_json::from_value(value).map_err(|e| format!("config.json: {e}"))?;
     let Some(catalog) = cfg.catalog.clone() else {
         return Err("config.json: catalog vanished".into());
     };
     let shards_api: Api<ConfigMap> = Api::namespaced(client.clone(), &catalog.namespace);
-    let mut shards = Vec::with_capacity(catalog.shards.len());
-    for name in &catalog.shards {
+    let index_cm = shards_api
+        .get(&catalog.index)
+        .await
+        .map_err(|e| format!("index {}: {e}", catalog.index))?;
+    let index_hash = index_cm
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HASH_ANNOTATION).cloned())
+        .unwrap_or_default();
+    let index = index_cm
+        .data
+        .and_then(|d| d.get(INDEX_KEY).cloned())
+        .ok_or_else(|| format!("index: no {INDEX_KEY}"))?;
+    let index = CatalogIndex::from_json(&index).map_err(|e| format!("index: {e}"))?;
+    let mut shards = Vec::with_capacity(index.shards.len());
+    for name in &index.shards {
         let cm = shards_api
             .get(name)
             .await
@@ -68,7 +99,8 @@ pub async fn assembled(client: &kube::Client, value: serde_json::Value) -> Resul
         shards.push(CatalogShard::from_json(&text).map_err(|e| format!("shard {name}: {e}"))?);
     }
     let full = cfg.assemble(shards).map_err(|e| e.to_string())?;
-    serde_json::to_value(&full).map_err(|e| e.to_string())
+    let value = serde_json::to_value(&full).map_err(|e| e.to_string())?;
+    Ok((value, Some(index_hash)))
 }
 
 /// The config the sidecar of the pod at `ip` has loaded (`GET http://ip:15020/config`).

@@ -2,13 +2,14 @@
 //! call every service, so copying every service into every identity's config
 //! grows as identities × services (over the 1 MiB ConfigMap limit at about
 //! 1,000 services). Instead the operator writes the services once, split into
-//! content-addressed shards (ConfigMaps `weft-catalog-<hash>`, key
-//! [`CATALOG_KEY`]), and each identity's config names the shards it was rendered
-//! against ([`CatalogRef`]) and carries only what is its own (identity, inbound
-//! table, retry policies). The proxy fetches the shards and
+//! content-addressed, immutable shards (ConfigMaps `weft-catalog-<hash>`, key
+//! [`CATALOG_KEY`]) listed by one small index (ConfigMap `weft-catalog`, key
+//! [`INDEX_KEY`], a [`CatalogIndex`]). Each identity's config names the index
+//! ([`CatalogRef`]) and carries only what is its own (identity, inbound table,
+//! retry policies), so a catalog change rewrites one shard and the index, never
+//! the identities' configs. The proxy follows the index, fetches the shards and
 //! [assembles](ProxyConfig::assemble) one complete config that is validated like
-//! an inline one. Shards are immutable (new content, new name), so a config can
-//! never be combined with shards of another render.
+//! an inline one. An index only ever lists shards that exist.
 
 use crate::validate::err;
 use crate::{ParseError, ProxyConfig, SCHEMA_VERSION, Service, ValidationError};
@@ -17,15 +18,52 @@ use std::collections::BTreeMap;
 
 /// ConfigMap data key holding a shard's JSON document.
 pub const CATALOG_KEY: &str = "catalog.json";
+/// ConfigMap data key holding the index's JSON document.
+pub const INDEX_KEY: &str = "index.json";
 
-/// Where an identity's services are.
+/// Where an identity's services are: the catalog index ConfigMap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CatalogRef {
-    /// Namespace of the shard ConfigMaps (the mesh's own namespace).
+    /// Namespace of the index and shard ConfigMaps (the mesh's own namespace).
     pub namespace: String,
-    /// Names of the shard ConfigMaps; together they hold every service.
+    /// Name of the index ConfigMap.
+    pub index: String,
+}
+
+/// The catalog index: which shards make up the current catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogIndex {
+    /// Must equal [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Names of the shard ConfigMaps (same namespace); together they hold every service.
     pub shards: Vec<String>,
+}
+
+impl CatalogIndex {
+    /// Parses an index and checks its version and that it lists shards.
+    pub fn from_json(text: &str) -> Result<Self, ParseError> {
+        let index: Self = serde_json::from_str(text)?;
+        if index.schema_version != SCHEMA_VERSION {
+            return Err(ParseError::Invalid(err(
+                "schemaVersion",
+                format!(
+                    "unsupported catalog index version {} (this build reads {SCHEMA_VERSION})",
+                    index.schema_version
+                ),
+            )));
+        }
+        if index.shards.is_empty() {
+            return Err(ParseError::Invalid(err("shards", "must not be empty")));
+        }
+        Ok(index)
+    }
+
+    /// Serializes to the canonical JSON form written into the ConfigMap.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
 }
 
 /// One shard of the catalog: a disjoint part of the services.
@@ -63,23 +101,15 @@ impl CatalogShard {
 }
 
 impl ProxyConfig {
-    /// Merges the referenced catalog's shards (in [`CatalogRef::shards`] order)
-    /// and this identity's retry policies into one complete config, then
-    /// validates it. A config without a catalog is only validated.
+    /// Merges the catalog's shards (in [`CatalogIndex::shards`] order) and this
+    /// identity's retry policies into one complete config, then validates it. A
+    /// retry for a service the catalog does not hold is dropped: the index moves
+    /// independently of the identity's config, so a service may be gone from one
+    /// a moment before the other. A config without a catalog is only validated.
     pub fn assemble(mut self, shards: Vec<CatalogShard>) -> Result<Self, ValidationError> {
-        let Some(catalog) = self.catalog.take() else {
+        if self.catalog.take().is_none() {
             self.validate()?;
             return Ok(self);
-        };
-        if shards.len() != catalog.shards.len() {
-            return Err(err(
-                "catalog.shards",
-                format!(
-                    "{} shards referenced, {} supplied",
-                    catalog.shards.len(),
-                    shards.len()
-                ),
-            ));
         }
         if !self.services.is_empty() {
             return Err(err("services", "must be empty when a catalog is referenced"));
@@ -95,10 +125,9 @@ impl ProxyConfig {
             }
         }
         for (key, retry) in std::mem::take(&mut self.retries) {
-            let Some(svc) = self.services.get_mut(&key) else {
-                return Err(err(format!("retries[\"{key}\"]"), "not a service of the catalog"));
-            };
-            svc.retry = Some(retry);
+            if let Some(svc) = self.services.get_mut(&key) {
+                svc.retry = Some(retry);
+            }
         }
         self.validate()?;
         Ok(self)
@@ -167,18 +196,18 @@ mod tests {
         }
     }
 
-    fn referencing(shards: &[&str]) -> ProxyConfig {
+    fn referencing() -> ProxyConfig {
         let mut c = minimal();
         c.catalog = Some(CatalogRef {
             namespace: "weft-system".into(),
-            shards: shards.iter().map(|s| s.to_string()).collect(),
+            index: "weft-catalog".into(),
         });
         c
     }
 
     #[test]
     fn assembles_shards_and_retries_into_a_complete_config() {
-        let mut c = referencing(&["weft-catalog-a", "weft-catalog-b"]);
+        let mut c = referencing();
         c.retries.insert("shop/b".into(), retry());
         let mut root = svc("shop", "root");
         root.split = Some(Split {
@@ -207,18 +236,18 @@ mod tests {
     }
 
     #[test]
-    fn assembly_refuses_missing_duplicate_and_dangling_parts() {
-        let c = referencing(&["x", "y"]);
-        let e = c.clone().assemble(vec![shard(&[svc("a", "a")])]).unwrap_err();
-        assert_eq!(e.path, "catalog.shards");
+    fn assembly_refuses_duplicate_and_dangling_parts() {
+        let c = referencing();
         let e = c
             .clone()
             .assemble(vec![shard(&[svc("a", "a")]), shard(&[svc("a", "a")])])
             .unwrap_err();
         assert_eq!(e.path, "catalog.shards[1]");
-        let mut r = referencing(&["x"]);
+        // A retry for a service the catalog no longer holds is dropped, not fatal.
+        let mut r = referencing();
         r.retries.insert("a/gone".into(), retry());
-        assert!(r.assemble(vec![shard(&[svc("a", "a")])]).is_err());
+        let full = r.assemble(vec![shard(&[svc("a", "a")])]).unwrap();
+        assert!(full.services["a/a"].retry.is_none());
         // A split backend missing from every shard fails the full validation.
         let mut root = svc("a", "root");
         root.split = Some(Split {
@@ -229,8 +258,19 @@ mod tests {
             }],
             matches: vec![],
         });
-        let e = referencing(&["x"]).assemble(vec![shard(&[root])]).unwrap_err();
+        let e = referencing().assemble(vec![shard(&[root])]).unwrap_err();
         assert!(e.path.ends_with(".split.backends"), "{e}");
+    }
+
+    #[test]
+    fn index_round_trips_and_checks_its_version() {
+        let i = CatalogIndex {
+            schema_version: SCHEMA_VERSION,
+            shards: vec!["weft-catalog-a".into()],
+        };
+        assert_eq!(CatalogIndex::from_json(&i.to_json().unwrap()).unwrap(), i);
+        assert!(CatalogIndex::from_json("{\"schemaVersion\":2,\"shards\":[\"a\"]}").is_err());
+        assert!(CatalogIndex::from_json("{\"schemaVersion\":1,\"shards\":[]}").is_err());
     }
 
     #[test]

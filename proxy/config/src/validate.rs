@@ -54,8 +54,8 @@ impl ProxyConfig {
         let Some(catalog) = &self.catalog else {
             return self.validate();
         };
-        if catalog.shards.is_empty() {
-            return Err(err("catalog.shards", "must not be empty"));
+        if catalog.namespace.is_empty() || catalog.index.is_empty() {
+            return Err(err("catalog", "namespace and index must be set"));
         }
         if !self.services.is_empty() {
             return Err(err("services", "must be empty when a catalog is referenced"));

@@ -7,7 +7,7 @@ use super::kube_http::{KubeError, KubeHttp};
 use http::StatusCode;
 use serde_json::Value;
 use std::collections::HashMap;
-use weft_proxy_config::{CATALOG_KEY, CatalogRef, CatalogShard};
+use weft_proxy_config::{CATALOG_KEY, CatalogShard};
 
 /// Shards by ConfigMap name.
 #[derive(Debug, Default)]
@@ -16,28 +16,29 @@ pub struct ShardCache {
 }
 
 impl ShardCache {
-    /// The referenced shards in order, fetching those not cached yet.
+    /// The shards `names` (in `namespace`) in order, fetching those not cached yet.
     pub async fn resolve(
         &mut self,
         http: &KubeHttp,
-        catalog: &CatalogRef,
+        namespace: &str,
+        names: &[String],
     ) -> Result<Vec<CatalogShard>, KubeError> {
-        for name in &catalog.shards {
+        for name in names {
             if !self.shards.contains_key(name) {
-                let shard = fetch(http, &catalog.namespace, name).await?;
+                let shard = fetch(http, namespace, name).await?;
                 self.shards.insert(name.clone(), shard);
             }
         }
-        self.shards.retain(|name, _| catalog.shards.contains(name));
-        let mut out = Vec::with_capacity(catalog.shards.len());
-        for name in &catalog.shards {
-            let shard = self.shards.get(name).ok_or_else(|| KubeError::Shard {
-                name: name.clone(),
-                reason: "listed twice".into(),
-            })?;
-            out.push(shard.clone());
-        }
-        Ok(out)
+        self.shards.retain(|name, _| names.contains(name));
+        names
+            .iter()
+            .map(|name| {
+                self.shards.get(name).cloned().ok_or_else(|| KubeError::Shard {
+                    name: name.clone(),
+                    reason: "not in the cache after fetching".into(),
+                })
+            })
+            .collect()
     }
 }
 

@@ -144,7 +144,7 @@ mod tests {
         let path = dir.path().join("config.json");
         let with_catalog = GOOD.replacen(
             "\"schemaVersion\":1,",
-            "\"schemaVersion\":1,\"catalog\":{\"namespace\":\"weft-system\",\"shards\":[\"weft-catalog-0\"]},",
+            "\"schemaVersion\":1,\"catalog\":{\"namespace\":\"weft-system\",\"index\":\"weft-catalog\"},",
             1,
         );
         assert!(references_catalog(&with_catalog) && !references_catalog(GOOD));

@@ -1,28 +1,44 @@
-//! Config from the workload's own ConfigMap (`weft-proxy-<sa>`), fetched with a
-//! GET and then followed with a watch (field selector on the name, so RBAC can
-//! limit the proxy to that one object). Watch errors and `410 Gone` fall back
-//! to a fresh GET; failures back off up to 30 s. A deleted ConfigMap keeps the
-//! last good config in force. A config that references the shared service
-//! catalog is applied only once all its shards are fetched and assembled; until
-//! then the last good config stays and the fetch is retried.
+//! Following one ConfigMap key through the API: a GET, then a watch (field
+//! selector on the name, so RBAC can limit the reader to that one object). Every
+//! version of the key is sent to the consumer; watch errors and `410 Gone` fall
+//! back to a fresh GET; failures back off up to 30 s. A deleted ConfigMap is
+//! reported and otherwise ignored (the last good config stays in force). What the
+//! versions are assembled into is [`super::source`]'s job.
 
-use super::catalog::ShardCache;
 use super::kube_http::{KubeError, KubeHttp};
-use super::store::{ApplyError, ConfigStore};
+use super::store::ConfigStore;
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use weft_proxy_config::{CONFIG_KEY, ParseError, ProxyConfig};
+use tokio::sync::mpsc;
+
+pub use super::source::watch_configmap;
 
 /// The ConfigMap to follow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigMapRef {
     pub namespace: String,
     pub name: String,
+}
+
+/// Which followed document a version belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The identity's own config (`weft-proxy-<sa>`).
+    Identity,
+    /// The service catalog's index.
+    Index,
+}
+
+/// One version of a followed key (`None`: the ConfigMap lacks the key).
+#[derive(Debug)]
+pub struct Version {
+    pub which: Which,
+    pub from: ConfigMapRef,
+    pub text: Option<String>,
 }
 
 /// What one watch event asks for.
@@ -46,20 +62,20 @@ fn resource_version(obj: &Value) -> Option<String> {
         .map(String::from)
 }
 
-fn config_of(obj: &Value) -> Option<String> {
+fn key_of(obj: &Value, key: &str) -> Option<String> {
     obj.get("data")
-        .and_then(|d| d.get(CONFIG_KEY))
+        .and_then(|d| d.get(key))
         .and_then(Value::as_str)
         .map(String::from)
 }
 
-/// Parses one line of a watch stream.
-pub fn parse_event(line: &[u8]) -> Option<Event> {
+/// Parses one line of a watch stream for data key `key`.
+pub fn parse_event(line: &[u8], key: &str) -> Option<Event> {
     let v: Value = serde_json::from_slice(line).ok()?;
     let obj = v.get("object")?;
     Some(match v.get("type")?.as_str()? {
         "ADDED" | "MODIFIED" => Event::Apply {
-            config: config_of(obj),
+            config: key_of(obj, key),
             resource_version: resource_version(obj),
         },
         "BOOKMARK" => Event::Bookmark(resource_version(obj)),
@@ -68,73 +84,58 @@ pub fn parse_event(line: &[u8]) -> Option<Event> {
     })
 }
 
-/// What the watch loop shares between events.
-struct Source<'a> {
-    store: &'a ConfigStore,
+/// Where versions go, and whose liveness they report.
+struct Follow<'a> {
     http: &'a KubeHttp,
     cm: &'a ConfigMapRef,
-    shards: ShardCache,
+    key: &'static str,
+    which: Which,
+    tx: &'a mpsc::Sender<Version>,
+    /// Set for the identity's config: the file source defers while the API holds it.
+    live: Option<&'a ConfigStore>,
 }
 
-impl Source<'_> {
-    /// Applies one version of the document. Invalid documents are rejected by
-    /// the store (logged and counted once); an error is returned only when the
-    /// catalog could not be fetched, so the caller retries.
-    async fn apply(&mut self, config: Option<String>) -> Result<(), KubeError> {
-        let source = format!("configmap {}/{}", self.cm.namespace, self.cm.name);
-        let Some(text) = config else {
-            tracing::warn!(%source, key = CONFIG_KEY, "config map has no config key; keeping current config");
-            return Ok(());
+impl Follow<'_> {
+    /// Hands a version on; `false` once the consumer is gone.
+    async fn send(&self, text: Option<String>) -> bool {
+        let v = Version {
+            which: self.which,
+            from: self.cm.clone(),
+            text,
         };
-        if self.store.is_current(&text) {
-            return Ok(());
+        self.tx.send(v).await.is_ok()
+    }
+
+    fn set_live(&self, live: bool) {
+        if let Some(store) = self.live {
+            store.set_api_live(live);
         }
-        let parsed: Result<ProxyConfig, ApplyError> =
-            serde_json::from_str(&text).map_err(|e| ApplyError::Parse(ParseError::Json(e)));
-        let built = match parsed {
-            Ok(cfg) => match &cfg.catalog {
-                Some(catalog) => {
-                    let shards = self.shards.resolve(self.http, catalog).await?;
-                    cfg.assemble(shards)
-                        .map_err(|e| ApplyError::Parse(ParseError::Invalid(e)))
-                }
-                None => cfg
-                    .validate()
-                    .map(|()| cfg)
-                    .map_err(|e| ApplyError::Parse(ParseError::Invalid(e))),
-            },
-            Err(e) => Err(e),
-        };
-        // Rejections are logged and counted by the store.
-        drop(self.store.apply_built(&text, &source, || built));
-        Ok(())
     }
 }
 
-/// Fetches the object; returns its resourceVersion.
-async fn initial_get(src: &mut Source<'_>) -> Result<String, KubeError> {
-    let path = format!(
-        "/api/v1/namespaces/{}/configmaps/{}",
-        src.cm.namespace, src.cm.name
-    );
-    let (status, body) = src.http.get_bytes(&path).await?;
+/// Fetches the object; returns its resourceVersion, or `None` once the consumer is gone.
+async fn initial_get(f: &Follow<'_>) -> Result<Option<String>, KubeError> {
+    let path = format!("/api/v1/namespaces/{}/configmaps/{}", f.cm.namespace, f.cm.name);
+    let (status, body) = f.http.get_bytes(&path).await?;
     if status != StatusCode::OK {
         return Err(KubeError::Status(status));
     }
     let obj: Value = serde_json::from_slice(&body).map_err(|e| KubeError::Decode(e.to_string()))?;
-    src.store.set_api_live(true);
-    src.apply(config_of(&obj)).await?;
-    Ok(resource_version(&obj).unwrap_or_default())
+    f.set_live(true);
+    if !f.send(key_of(&obj, f.key)).await {
+        return Ok(None);
+    }
+    Ok(Some(resource_version(&obj).unwrap_or_default()))
 }
 
 /// Follows a watch from `rv` until it ends; returns the last version seen, or
 /// `None` when the caller must GET again.
-async fn watch_once(src: &mut Source<'_>, rv: String) -> Result<Option<String>, KubeError> {
+async fn watch_once(f: &Follow<'_>, rv: String) -> Result<Option<String>, KubeError> {
     let path = format!(
         "/api/v1/namespaces/{}/configmaps?fieldSelector=metadata.name%3D{}&watch=true&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}",
-        src.cm.namespace, src.cm.name
+        f.cm.namespace, f.cm.name
     );
-    let (status, mut body) = src.http.get(&path).await?;
+    let (status, mut body) = f.http.get(&path).await?;
     if status != StatusCode::OK {
         return Err(KubeError::Status(status));
     }
@@ -144,23 +145,25 @@ async fn watch_once(src: &mut Source<'_>, rv: String) -> Result<Option<String>, 
         let frame = match tokio::time::timeout(Duration::from_secs(330), body.frame()).await {
             Err(_) => return Ok(Some(rv)),
             Ok(None) => return Ok(Some(rv)),
-            Ok(Some(f)) => f?,
+            Ok(Some(frame)) => frame?,
         };
         let Ok(data) = frame.into_data() else { continue };
         buf.extend_from_slice(&data);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(nl + 1);
-            match parse_event(&line[..nl]) {
+            match parse_event(&line[..nl], f.key) {
                 Some(Event::Apply {
                     config,
                     resource_version,
                 }) => {
-                    src.apply(config).await?;
+                    if !f.send(config).await {
+                        return Ok(None);
+                    }
                     rv = resource_version.unwrap_or(rv);
                 }
                 Some(Event::Bookmark(v)) => rv = v.unwrap_or(rv),
                 Some(Event::Deleted) => {
-                    tracing::warn!(configmap = %src.cm.name, "config map deleted; keeping the last good config");
+                    tracing::warn!(namespace = %f.cm.namespace, name = %f.cm.name, "config map deleted; keeping the last good config");
                 }
                 Some(Event::Restart) => return Ok(None),
                 None => tracing::debug!("ignoring unparsable watch line"),
@@ -173,24 +176,32 @@ async fn watch_once(src: &mut Source<'_>, rv: String) -> Result<Option<String>, 
     }
 }
 
-async fn run(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) {
+/// Follows `key` of `cm` until the consumer behind `tx` is gone, sending every
+/// version. With `live`, marks whether the API currently holds the ConfigMap.
+pub async fn follow(
+    http: KubeHttp,
+    cm: ConfigMapRef,
+    key: &'static str,
+    which: Which,
+    tx: mpsc::Sender<Version>,
+    live: Option<Arc<ConfigStore>>,
+) {
+    let f = Follow {
+        http: &http,
+        cm: &cm,
+        key,
+        which,
+        tx: &tx,
+        live: live.as_deref(),
+    };
     let mut backoff = Duration::from_millis(500);
     let mut logged: Option<String> = None;
-    let mut src = Source {
-        store,
-        http,
-        cm,
-        shards: ShardCache::default(),
-    };
     loop {
-        let mut rv = match initial_get(&mut src).await {
-            Ok(rv) => rv,
+        let mut rv = match initial_get(&f).await {
+            Ok(Some(rv)) => rv,
+            Ok(None) => return,
             Err(error) => {
-                // A missing shard is not a lost watch: the mounted file (which
-                // cannot carry the catalog) must not take over then.
-                if !matches!(error, KubeError::Shard { .. }) {
-                    store.set_api_live(false);
-                }
+                f.set_live(false);
                 let msg = error.to_string();
                 if logged.as_deref() != Some(msg.as_str()) {
                     tracing::warn!(namespace = %cm.namespace, name = %cm.name, %error, "cannot read config map; retrying");
@@ -204,14 +215,12 @@ async fn run(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) {
         backoff = Duration::from_millis(500);
         logged = None;
         loop {
-            match watch_once(&mut src, rv.clone()).await {
+            if tx.is_closed() {
+                return;
+            }
+            match watch_once(&f, rv.clone()).await {
                 Ok(Some(next)) => rv = next,
                 Ok(None) => break,
-                Err(error @ KubeError::Shard { .. }) => {
-                    tracing::warn!(%error, "cannot fetch the service catalog; keeping the last good config and retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
                 Err(error) => {
                     tracing::debug!(%error, "config map watch failed; starting over");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -219,19 +228,6 @@ async fn run(store: &ConfigStore, http: &KubeHttp, cm: &ConfigMapRef) {
                 }
             }
         }
-    }
-}
-
-/// Follows the ConfigMap until `shutdown` flips.
-pub async fn watch_configmap(
-    store: Arc<ConfigStore>,
-    http: KubeHttp,
-    cm: ConfigMapRef,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::select! {
-        () = run(&store, &http, &cm) => {}
-        _ = shutdown.changed() => {}
     }
 }
 
@@ -243,20 +239,23 @@ mod tests {
     fn parses_watch_events() {
         let line = br#"{"type":"MODIFIED","object":{"metadata":{"resourceVersion":"42"},"data":{"config.json":"{}"}}}"#;
         assert_eq!(
-            parse_event(line),
+            parse_event(line, "config.json"),
             Some(Event::Apply {
                 config: Some("{}".into()),
                 resource_version: Some("42".into())
             })
         );
         let bm = br#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"50"}}}"#;
-        assert_eq!(parse_event(bm), Some(Event::Bookmark(Some("50".into()))));
-        let gone = br#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#;
-        assert_eq!(parse_event(gone), Some(Event::Restart));
         assert_eq!(
-            parse_event(br#"{"type":"DELETED","object":{}}"#),
+            parse_event(bm, "config.json"),
+            Some(Event::Bookmark(Some("50".into())))
+        );
+        let gone = br#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#;
+        assert_eq!(parse_event(gone, "config.json"), Some(Event::Restart));
+        assert_eq!(
+            parse_event(br#"{"type":"DELETED","object":{}}"#, "config.json"),
             Some(Event::Deleted)
         );
-        assert_eq!(parse_event(b"garbage"), None);
+        assert_eq!(parse_event(b"garbage", "config.json"), None);
     }
 }

@@ -1,14 +1,17 @@
-//! Writes the shared service catalog (`permissive` mode): its shard ConfigMaps
-//! in the mesh namespace, a Role `weft-catalog` allowing `get` on exactly those
-//! shards and a RoleBinding granting it to every identity whose config
-//! references the catalog. Shards are written before the configs that name them,
-//! and a shard is deleted only after it has been unreferenced for a grace period
-//! (and after a round without errors): a sidecar still fetching it finds it, and
-//! content that comes back soon (a canary flipped back) reuses it.
+//! Writes the shared service catalog (`permissive` mode) into the mesh namespace:
+//! its shard ConfigMaps, a Role `weft-catalog` allowing `get` on exactly those
+//! shards and `get`/`list`/`watch` on the index, a RoleBinding granting it to
+//! every identity whose config references the catalog, and then the index
+//! ConfigMap `weft-catalog` listing the shards. The index never names a shard
+//! that is not written yet, and a shard is deleted only after it has been out of
+//! the index for a grace period (and after a round without errors): a sidecar
+//! still fetching it finds it, and content that comes back soon (a canary
+//! flipped back) reuses it.
 
 use super::objects::{ANN_CONFIG_HASH, hash_of};
 use super::{Applier, ManagedStores, at};
 use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::operator::render::catalog::INDEX_NAME;
 use crate::operator::render::content_hash;
 use crate::operator::render::{Catalog, IdentityKey, RenderedShard};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -18,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Label marking shard ConfigMaps (value `"true"`).
+/// Label marking the catalog's objects: value `shard`, `index` or `rbac`.
 pub const LABEL_CATALOG: &str = "weft.dev/catalog";
 /// Name of the Role and RoleBinding giving identities read access to the shards.
 pub const CATALOG_ROLE: &str = "weft-catalog";
@@ -64,14 +67,14 @@ impl Pruning {
     }
 }
 
-fn meta(namespace: &str, name: &str, hash: String) -> ObjectMeta {
+fn meta(namespace: &str, name: &str, part: &str, hash: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
         namespace: Some(namespace.into()),
         labels: Some(
             [
                 (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-                (LABEL_CATALOG.to_string(), "true".to_string()),
+                (LABEL_CATALOG.to_string(), part.to_string()),
             ]
             .into(),
         ),
@@ -83,7 +86,7 @@ fn meta(namespace: &str, name: &str, hash: String) -> ObjectMeta {
 /// One shard's ConfigMap (key [`weft_proxy_config::CATALOG_KEY`]).
 pub fn shard_config_map(namespace: &str, shard: &RenderedShard) -> ConfigMap {
     ConfigMap {
-        metadata: meta(namespace, &shard.name, shard.hash.clone()),
+        metadata: meta(namespace, &shard.name, "shard", shard.hash.clone()),
         data: Some(BTreeMap::from([(
             weft_proxy_config::CATALOG_KEY.to_string(),
             shard.json.clone(),
@@ -94,18 +97,36 @@ pub fn shard_config_map(namespace: &str, shard: &RenderedShard) -> ConfigMap {
     }
 }
 
-/// Role: `get` on exactly the current shards.
+/// The index ConfigMap `weft-catalog` (key [`weft_proxy_config::INDEX_KEY`]).
+/// Serializing a list of names cannot fail; an empty document would be refused
+/// by every sidecar, never half-applied.
+pub fn index_config_map(catalog: &Catalog) -> ConfigMap {
+    let json = catalog.index().to_json().unwrap_or_default();
+    let hash = content_hash(json.as_bytes());
+    ConfigMap {
+        metadata: meta(&catalog.namespace, INDEX_NAME, "index", hash),
+        data: Some(BTreeMap::from([(weft_proxy_config::INDEX_KEY.to_string(), json)])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Role: `get` on exactly the current shards; `get`/`list`/`watch` on the index
+/// (a watch must select it with `fieldSelector=metadata.name=weft-catalog`).
 pub fn role(catalog: &Catalog) -> Role {
-    let rules = vec![PolicyRule {
+    let rule = |names: Vec<String>, verbs: &[&str]| PolicyRule {
         api_groups: Some(vec![String::new()]),
         resources: Some(vec!["configmaps".into()]),
-        resource_names: Some(catalog.names()),
-        verbs: vec!["get".into()],
+        resource_names: Some(names),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
         non_resource_urls: None,
-    }];
+    };
+    let rules = vec![
+        rule(catalog.names(), &["get"]),
+        rule(vec![INDEX_NAME.to_string()], &["get", "list", "watch"]),
+    ];
     let hash = content_hash(serde_json::to_string(&rules).unwrap_or_default().as_bytes());
     Role {
-        metadata: meta(&catalog.namespace, CATALOG_ROLE, hash),
+        metadata: meta(&catalog.namespace, CATALOG_ROLE, "rbac", hash),
         rules: Some(rules),
     }
 }
@@ -128,14 +149,15 @@ pub fn role_binding(namespace: &str, readers: &BTreeSet<&IdentityKey>) -> RoleBi
     };
     let hash = content_hash(serde_json::to_string(&subjects).unwrap_or_default().as_bytes());
     RoleBinding {
-        metadata: meta(namespace, CATALOG_ROLE, hash),
+        metadata: meta(namespace, CATALOG_ROLE, "rbac", hash),
         role_ref,
         subjects: Some(subjects),
     }
 }
 
 impl Applier {
-    /// Writes the shards, then the Role and RoleBinding. Returns `(writes, errors)`.
+    /// Writes the shards, the Role and RoleBinding, then (only if all of that
+    /// succeeded) the index. Returns `(writes, errors)`.
     pub(super) async fn apply_catalog(
         &self,
         catalog: &Catalog,
@@ -160,26 +182,37 @@ impl Applier {
         let h = hash_of(&rb.metadata).unwrap_or_default().to_string();
         let cached = stores.role_bindings.get(&at(ns, CATALOG_ROLE));
         results.push(self.apply_obj("rolebinding", ns, &rb, &h, cached).await);
+        if !results.contains(&usize::MAX) {
+            let index = index_config_map(catalog);
+            let h = hash_of(&index.metadata).unwrap_or_default().to_string();
+            let cached = stores.config_maps.get(&at(ns, INDEX_NAME));
+            results.push(self.apply_obj("catalog-index", ns, &index, &h, cached).await);
+        }
         let errors = results.iter().filter(|r| **r == usize::MAX).count();
         let writes = results.iter().filter(|r| **r != usize::MAX).sum();
         (writes, errors)
     }
 
-    /// Deletes shards the current render no longer references once their grace
-    /// is over, and the Role and RoleBinding when there is no catalog. Returns
-    /// `(writes, errors, when the next grace ends)`.
+    /// Deletes shards the current index no longer lists once their grace is
+    /// over, and the index, Role and RoleBinding when there is no catalog.
+    /// Returns `(writes, errors, when the next grace ends)`.
     pub(super) async fn prune_catalog(
         &self,
         keep: Option<&Catalog>,
         stores: &ManagedStores,
     ) -> (usize, usize, Option<Instant>) {
         let keep_names: BTreeSet<String> = keep.map(|c| c.names().into_iter().collect()).unwrap_or_default();
-        let is_shard = |m: &ObjectMeta| m.labels.as_ref().and_then(|l| l.get(LABEL_CATALOG)).is_some();
+        let part = |m: &ObjectMeta, want: &str| {
+            m.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_CATALOG))
+                .is_some_and(|v| v == want)
+        };
         let unreferenced: Vec<(String, String)> = stores
             .config_maps
             .state()
             .iter()
-            .filter(|c| is_shard(&c.metadata))
+            .filter(|c| part(&c.metadata, "shard"))
             .filter_map(|c| Some((c.metadata.namespace.clone()?, c.metadata.name.clone()?)))
             .filter(|(ns, name)| keep.is_none_or(|c| c.namespace != *ns) || !keep_names.contains(name))
             .collect();
@@ -191,10 +224,20 @@ impl Applier {
         let in_use = |ns: &str| keep.is_some_and(|c| c.namespace == ns);
         stale.extend(
             stores
+                .config_maps
+                .state()
+                .iter()
+                .filter(|c| part(&c.metadata, "index"))
+                .filter_map(|c| c.metadata.namespace.clone())
+                .filter(|ns| !in_use(ns))
+                .map(|ns| ("configmap", ns, INDEX_NAME.to_string())),
+        );
+        stale.extend(
+            stores
                 .roles
                 .state()
                 .iter()
-                .filter(|r| is_shard(&r.metadata))
+                .filter(|r| part(&r.metadata, "rbac"))
                 .filter_map(|r| r.metadata.namespace.clone())
                 .filter(|ns| !in_use(ns))
                 .map(|ns| ("role", ns, CATALOG_ROLE.to_string())),
@@ -204,7 +247,7 @@ impl Applier {
                 .role_bindings
                 .state()
                 .iter()
-                .filter(|r| is_shard(&r.metadata))
+                .filter(|r| part(&r.metadata, "rbac"))
                 .filter_map(|r| r.metadata.namespace.clone())
                 .filter(|ns| !in_use(ns))
                 .map(|ns| ("rolebinding", ns, CATALOG_ROLE.to_string())),
@@ -271,9 +314,20 @@ mod tests {
         assert_eq!(hash_of(&cm.metadata), Some("h"));
         assert!(cm.data.unwrap().contains_key(weft_proxy_config::CATALOG_KEY));
         let r = role(&catalog);
-        let rule = &r.rules.unwrap()[0];
-        assert_eq!(rule.verbs, ["get"]);
-        assert_eq!(rule.resource_names.as_deref(), Some(&catalog.names()[..]));
+        let rules = r.rules.unwrap();
+        assert_eq!(rules[0].verbs, ["get"]);
+        assert_eq!(rules[0].resource_names.as_deref(), Some(&catalog.names()[..]));
+        assert_eq!(rules[1].verbs, ["get", "list", "watch"]);
+        assert_eq!(
+            rules[1].resource_names.as_deref(),
+            Some(&[INDEX_NAME.to_string()][..])
+        );
+        let index = index_config_map(&catalog);
+        let text = &index.data.unwrap()[weft_proxy_config::INDEX_KEY];
+        assert_eq!(
+            weft_proxy_config::CatalogIndex::from_json(text).unwrap().shards,
+            catalog.names()
+        );
         let (a, b) = (
             ("shop".to_string(), "a".to_string()),
             ("web".to_string(), "b".to_string()),

@@ -7,17 +7,21 @@
 //! buckets sized for about [`SHARD_TARGET`] bytes each, so an endpoint change
 //! rewrites one shard, not all of them; a bucket that would still exceed
 //! [`MAX_CONFIG_BYTES`] doubles the bucket count. A shard's name is the hash of
-//! its content, so a config and its shards always belong to the same render.
+//! its content; the index ConfigMap [`INDEX_NAME`] lists the current shards, and
+//! identity configs name only the index, so they do not change with the catalog.
 
 use super::MAX_CONFIG_BYTES;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use weft_proxy_config::{
-    AccessMode, Identity, MeshSettings, MtlsMode, ProxyConfig, SCHEMA_VERSION, Service, ValidationError,
+    AccessMode, CatalogIndex, CatalogRef, Identity, MeshSettings, MtlsMode, ProxyConfig, SCHEMA_VERSION,
+    Service, ValidationError,
 };
 
 /// Prefix of shard ConfigMap names: `weft-catalog-<16 hex of the content hash>`.
 pub const SHARD_PREFIX: &str = "weft-catalog-";
+/// Name of the index ConfigMap listing the current shards.
+pub const INDEX_NAME: &str = "weft-catalog";
 /// Average shard payload aimed for: half the limit, so shards absorb growth.
 pub const SHARD_TARGET: usize = MAX_CONFIG_BYTES / 2;
 
@@ -45,6 +49,22 @@ impl Catalog {
     /// Shard names in order.
     pub fn names(&self) -> Vec<String> {
         self.shards.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The index document listing the shards.
+    pub fn index(&self) -> CatalogIndex {
+        CatalogIndex {
+            schema_version: SCHEMA_VERSION,
+            shards: self.names(),
+        }
+    }
+
+    /// What identity configs reference.
+    pub fn reference(&self) -> CatalogRef {
+        CatalogRef {
+            namespace: self.namespace.clone(),
+            index: INDEX_NAME.to_string(),
+        }
     }
 }
 

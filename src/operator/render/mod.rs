@@ -33,8 +33,7 @@ pub use report::{CondValue, ObjectReport, Reports};
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use weft_proxy_config::{
-    AccessMode, CatalogRef, Identity, Inbound, MeshSettings, ProxyConfig, RetryPolicy, SCHEMA_VERSION,
-    Service,
+    AccessMode, Identity, Inbound, MeshSettings, ProxyConfig, RetryPolicy, SCHEMA_VERSION, Service,
 };
 
 /// Largest payload written into a ConfigMap (the API server refuses ConfigMaps
@@ -132,11 +131,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                     .filter(|(dest, _)| shared.contains_key(*dest))
                     .map(|(dest, p)| (dest.to_string(), p.clone()))
                     .collect();
-                let r = CatalogRef {
-                    namespace: c.namespace.clone(),
-                    shards: c.names(),
-                };
-                (BTreeMap::new(), overlay, Some(r))
+                (BTreeMap::new(), overlay, Some(c.reference()))
             }
             None => {
                 let mut services: BTreeMap<String, Service> = scope

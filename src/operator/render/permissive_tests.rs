@@ -19,10 +19,9 @@ fn assembled(out: &RenderOutput, sa: &str) -> ProxyConfig {
     let catalog = out.catalog.as_ref().expect("permissive renders a catalog");
     let by_name: BTreeMap<&str, &RenderedShard> =
         catalog.shards.iter().map(|s| (s.name.as_str(), s)).collect();
-    let shards = cfg
-        .catalog
-        .as_ref()
-        .expect("config references the catalog")
+    assert!(cfg.catalog.is_some(), "config references the catalog");
+    let shards = catalog
+        .index()
         .shards
         .iter()
         .map(|n| CatalogShard::from_json(&by_name[n.as_str()].json).unwrap())
@@ -39,7 +38,7 @@ fn configs_reference_one_catalog_instead_of_copying_services() {
     for (key, rendered) in &out.configs {
         let c = &rendered.config;
         assert!(c.services.is_empty(), "{key:?} copies services");
-        assert_eq!(c.catalog.as_ref().unwrap().shards, catalog.names());
+        assert_eq!(c.catalog, Some(catalog.reference()));
         assert!(
             c.validate().is_err(),
             "unassembled configs are never applied as they are"
@@ -115,4 +114,23 @@ fn an_unbuildable_catalog_skips_every_identity_with_the_reason() {
         "{:?}",
         out.skipped
     );
+}
+
+#[test]
+fn a_catalog_change_leaves_every_identity_config_untouched() {
+    let before = render(&st_permissive());
+    let mut st = st_permissive();
+    st.endpoint_slices[0].endpoints[0].ready = !st.endpoint_slices[0].endpoints[0].ready;
+    let after = render(&st);
+    assert_ne!(
+        before.catalog.as_ref().unwrap().names(),
+        after.catalog.as_ref().unwrap().names(),
+        "the endpoint change moved to a new shard"
+    );
+    for (key, c) in &before.configs {
+        assert_eq!(
+            c.hash, after.configs[key].hash,
+            "{key:?} rewritten by a catalog change"
+        );
+    }
 }
