@@ -9,82 +9,25 @@
 //! refused by RBAC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixtures;
+
+use fixtures::*;
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Resource};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_controller::operator::{self, Handles, Options};
-use weft_e2e::{TestNamespace, apply, shared};
+use weft_e2e::{TestNamespace, shared};
 use weft_proxy::conf::ConfigStore;
 use weft_proxy::conf::kube::{ConfigMapRef, watch_configmap};
 use weft_proxy::conf::kube_http::{ApiEndpoint, KubeHttp};
 use weft_proxy_config::{AccessMode, CONFIG_KEY, ProxyConfig};
-
-const SYSTEM_NS: &str = "weft-system";
-
-async fn create<K>(client: &Client, ns: &str, v: Value) -> K
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).unwrap();
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap()
-}
-
-/// ServiceAccount + one injected pod, and per service a selector-less Service
-/// with an EndpointSlice pointing at the pod (no kubelet runs here).
-async fn workload(client: &Client, ns: &str, sa: &str, pod: &str, services: &[&str], ip: &str) {
-    create::<ServiceAccount>(client, ns, json!({"metadata": {"name": sa}})).await;
-    create::<Pod>(
-        client,
-        ns,
-        json!({
-            "metadata": {"name": pod, "annotations": {"weft.dev/injected": "test"}},
-            "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "app",
-                "ports": [{"name": "http", "containerPort": 9898}]}]},
-        }),
-    )
-    .await;
-    for svc in services {
-        service(client, ns, svc, pod, ip).await;
-    }
-}
-
-async fn service(client: &Client, ns: &str, svc: &str, pod: &str, ip: &str) {
-    create::<Service>(
-        client,
-        ns,
-        json!({"metadata": {"name": svc},
-        "spec": {"ports": [{"name": "http", "port": 9898, "targetPort": 9898}]}}),
-    )
-    .await;
-    create::<EndpointSlice>(
-        client,
-        ns,
-        json!({
-            "metadata": {"name": format!("{svc}-e2e"), "labels": {
-                "kubernetes.io/service-name": svc, "endpointslice.kubernetes.io/managed-by": "weft-e2e"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": 9898, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": true},
-                "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}}],
-        }),
-    )
-    .await;
-}
 
 fn mesh_configs(client: &Client) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -167,40 +110,11 @@ async fn as_identity(client: &Client, ns: &str, sa: &str, dir: &Path) -> KubeHtt
     .unwrap()
 }
 
-/// Puts the cluster back to the default mode even when the test fails.
-struct MeshConfigGuard(Client);
-
-impl Drop for MeshConfigGuard {
-    fn drop(&mut self) {
-        let client = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = mesh_configs(&client)
-                    .delete("default", &DeleteParams::default())
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
     let cp = shared::control_plane().unwrap();
     let client = cp.client().unwrap();
-    let crds = apply::load_dir(&apply::repo_root().join("crds")).unwrap();
-    apply::install_crds(&client, &crds, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let nss: Api<Namespace> = Api::all(client.clone());
-    if nss.get_opt(SYSTEM_NS).await.unwrap().is_none() {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).unwrap();
-        nss.create(&PostParams::default(), &ns).await.unwrap();
-    }
+    crds_and_system_namespace(&client).await;
     let tns = TestNamespace::create(cp, "catalog").await.unwrap();
     let ns = tns.name().to_string();
     let _mesh = MeshConfigGuard(client.clone());
@@ -208,16 +122,18 @@ async fn permissive_mode_shares_one_catalog_that_sidecars_fetch_and_assemble() {
     workload(&client, &ns, "frontend", "frontend-1", &[], "198.18.20.1").await;
     workload(&client, &ns, "podinfo", "podinfo-1", &["podinfo"], "198.18.20.2").await;
     create::<ServiceAccount>(&client, &ns, json!({"metadata": {"name": "outsider"}})).await;
-    let retry: DynamicObject = serde_json::from_value(json!({"apiVersion": "policy.weft.dev/v1alpha1",
-        "kind": "Retry", "metadata": {"name": "frontend-retry"}, "spec": {
-        "source": {"kind": "ServiceAccount", "name": "frontend"},
-        "destinations": [{"kind": "Service", "name": "podinfo"}], "numRetries": 3}}))
-    .unwrap();
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("policy.weft.dev", "v1alpha1", "Retry"));
-    Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
-        .create(&PostParams::default(), &retry)
-        .await
-        .unwrap();
+    let retry = json!({"source": {"kind": "ServiceAccount", "name": "frontend"},
+        "destinations": [{"kind": "Service", "name": "podinfo"}], "numRetries": 3});
+    create_dyn(
+        &client,
+        &ns,
+        "policy.weft.dev",
+        "v1alpha1",
+        "Retry",
+        "frontend-retry",
+        retry,
+    )
+    .await;
 
     let mut opts = Options::new(SYSTEM_NS, "op-catalog");
     opts.lease = None;

@@ -10,14 +10,17 @@
 //! `target/bench/controller-scale-<mode>.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixtures;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use fixtures::*;
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use serde_json::{Value, json};
 use weft_e2e::mesh::traffic::percentile;
 use weft_e2e::mesh::{policy, sync, workload};
@@ -28,26 +31,11 @@ const IDS: usize = 20;
 const PODS: usize = 5;
 const SVCS: usize = 5;
 const CALLERS: usize = 5;
-const SYSTEM_NS: &str = "weft-system";
 
 fn controller_bin() -> PathBuf {
     std::env::var_os("WEFT_CONTROLLER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| apply::repo_root().join("target/release/weft-controller"))
-}
-
-async fn create<K>(client: &kube::Client, ns: &str, v: Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let obj: K = serde_json::from_value(v).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
 /// Every object of one namespace: identities `id-<k>`, pods `p-<k>-<m>` (meshed, per the
@@ -95,9 +83,9 @@ async fn populate(client: &kube::Client, ns: &str, n: usize) {
     stream::iter(jobs)
         .for_each_concurrent(16, |(kind, v)| async move {
             match kind {
-                0 => create::<Pod>(client, ns, v).await,
-                1 => create::<Service>(client, ns, v).await,
-                _ => create::<EndpointSlice>(client, ns, v).await,
+                0 => drop(create::<Pod>(client, ns, v).await),
+                1 => drop(create::<Service>(client, ns, v).await),
+                _ => drop(create::<EndpointSlice>(client, ns, v).await),
             }
         })
         .await;
@@ -191,23 +179,16 @@ async fn payload_sizes(client: &kube::Client) -> (usize, usize, usize, usize) {
     (largest, n, max, sum)
 }
 
-/// Puts the MeshConfig back to the default even when the bench fails.
-struct MeshConfigGuard(kube::Client);
-
-impl Drop for MeshConfigGuard {
-    fn drop(&mut self) {
-        let client = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = weft_e2e::mesh::install::set_mesh_modes(&client, "smi", "strict").await;
-            });
-        })
-        .join();
-    }
+/// Removes what a previous mode's run left in the mesh namespace (its controller was
+/// killed before pruning), so each mode is measured from a clean slate.
+async fn remove_catalog(client: &kube::Client) {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), SYSTEM_NS);
+    let _ = cms
+        .delete_collection(
+            &kube::api::DeleteParams::default(),
+            &ListParams::default().labels("weft.dev/catalog"),
+        )
+        .await;
 }
 
 /// Both modes share this binary's control plane: one at a time.
@@ -235,15 +216,8 @@ async fn controller_at_scale(mode: &str) {
     );
     let cp = shared::control_plane().unwrap();
     let client = cp.client().unwrap();
-    let crds = apply::load_dir(&apply::repo_root().join("crds")).unwrap();
-    apply::install_crds(&client, &crds, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let nss: Api<Namespace> = Api::all(client.clone());
-    if nss.get_opt(SYSTEM_NS).await.unwrap().is_none() {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).unwrap();
-        nss.create(&PostParams::default(), &ns).await.unwrap();
-    }
+    crds_and_system_namespace(&client).await;
+    remove_catalog(&client).await;
     let _mesh = MeshConfigGuard(client.clone());
     weft_e2e::mesh::install::set_mesh_modes(&client, mode, "strict")
         .await

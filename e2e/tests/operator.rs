@@ -7,24 +7,25 @@
 //! cluster, so two running at once would fight over each other's objects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixtures;
+
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use fixtures::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Resource};
-use serde_json::{Value, json};
+use serde_json::json;
 use weft_controller::certs::store::CA_SECRET;
 use weft_controller::operator::leader::LeaseConfig;
 use weft_controller::operator::{self, Handles, Options};
-use weft_e2e::{TestNamespace, apply, shared};
+use weft_e2e::{TestNamespace, shared};
 use weft_proxy_config::{AccessRule, ProxyConfig};
 
-const SYSTEM_NS: &str = "weft-system";
 static LOCK: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 
 /// A running in-process operator; aborted (like a crash) when dropped.
@@ -99,97 +100,9 @@ async fn setup(
     let guard = LOCK.lock().await;
     let cp = shared::control_plane().unwrap();
     let client = cp.client().unwrap();
-    let crds = apply::load_dir(&apply::repo_root().join("crds")).unwrap();
-    apply::install_crds(&client, &crds, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let nss: Api<Namespace> = Api::all(client.clone());
-    if nss.get_opt(SYSTEM_NS).await.unwrap().is_none() {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NS}})).unwrap();
-        let _ = nss.create(&PostParams::default(), &ns).await;
-    }
+    crds_and_system_namespace(&client).await;
     let ns = TestNamespace::create(cp, prefix).await.unwrap();
     (guard, ns, client)
-}
-
-fn dynamic(client: &Client, ns: &str, group: &str, version: &str, kind: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
-
-async fn create<K>(client: &Client, ns: &str, v: Value) -> K
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).unwrap();
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap()
-}
-
-async fn create_dyn(
-    client: &Client,
-    ns: &str,
-    group: &str,
-    version: &str,
-    kind: &str,
-    name: &str,
-    spec: Value,
-) {
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": format!("{group}/{version}"), "kind": kind, "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap();
-    dynamic(client, ns, group, version, kind)
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap();
-}
-
-/// A meshed workload: ServiceAccount, one injected pod, a selector-less Service on port
-/// `port` named `http`, and an EndpointSlice (made by the test, as no kubelet runs).
-async fn workload(client: &Client, ns: &str, sa: &str, pod: &str, services: &[&str], ip: &str) {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    if sas.get_opt(sa).await.unwrap().is_none() {
-        create::<ServiceAccount>(client, ns, json!({"metadata": {"name": sa}})).await;
-    }
-    create::<Pod>(
-        client,
-        ns,
-        json!({
-            "metadata": {"name": pod, "annotations": {"weft.dev/injected": "test"}},
-            "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "app",
-                "ports": [{"name": "http", "containerPort": 9898}]}]},
-        }),
-    )
-    .await;
-    for svc in services {
-        create::<Service>(
-            client,
-            ns,
-            json!({"metadata": {"name": svc},
-            "spec": {"ports": [{"name": "http", "port": 9898, "targetPort": 9898}]}}),
-        )
-        .await;
-        create::<EndpointSlice>(
-            client,
-            ns,
-            json!({
-                "metadata": {"name": format!("{svc}-e2e"), "labels": {
-                    "kubernetes.io/service-name": svc, "endpointslice.kubernetes.io/managed-by": "weft-e2e"}},
-                "addressType": "IPv4",
-                "ports": [{"name": "http", "port": 9898, "protocol": "TCP"}],
-                "endpoints": [{"addresses": [ip], "conditions": {"ready": true}, "zone": "zone-a",
-                    "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}}],
-            }),
-        )
-        .await;
-    }
 }
 
 /// Flagger's objects for `podinfo` plus a meshed `frontend` client allowed to call it
@@ -633,31 +546,6 @@ async fn restart_writes_nothing_when_nothing_changed_and_keeps_the_ca() {
     assert_eq!(ca_before.metadata.uid, ca_after.metadata.uid);
     assert_eq!(ca_before.data, ca_after.data, "the CA survives restarts");
     second.stop().await;
-}
-
-struct MeshConfigGuard(Client);
-
-impl Drop for MeshConfigGuard {
-    fn drop(&mut self) {
-        let client = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-                    "policy.weft.dev",
-                    "v1alpha1",
-                    "MeshConfig",
-                ));
-                let _ = Api::<DynamicObject>::all_with(client, &ar)
-                    .delete("default", &DeleteParams::default())
-                    .await;
-            });
-        })
-        .join();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
