@@ -4,8 +4,9 @@
 //! document: what the operator wrote before the shared catalog, and still the shape of an
 //! `smi` config) and **catalog** (the identity document plus ~500 KB shards, parsed and
 //! assembled as the ConfigMap source does). Reported per way: time to apply (parse +
-//! assemble + validate + route table; median of 5 applies of distinct documents), and the
-//! child's RSS after applying and peak RSS (VmHWM). Results: stderr and
+//! assemble + validate + route table; median of 5 applies of distinct documents, read from
+//! files the parent wrote, as they would arrive from the API), and the child's RSS before
+//! the first document, after the last, and its peak (VmHWM). Results: stderr and
 //! `target/bench/sidecar-catalog.json`. Without `--bench` (under `cargo test`) it is a quick
 //! check that both ways give the same config.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +21,8 @@ use weft_proxy::ready::Readiness;
 use weft_proxy_config::*;
 
 const CHILD_ENV: &str = "WEFT_CATALOG_BENCH_CHILD";
+/// Set in the child processes: the directory holding the documents.
+const DIR_ENV: &str = "WEFT_CATALOG_BENCH_DIR";
 const SHARD_BYTES: usize = 500_000;
 const ROUNDS: usize = 5;
 
@@ -187,8 +190,23 @@ fn store() -> ConfigStore {
     ConfigStore::new(Arc::new(Metrics::default()), Arc::new(Readiness::default()))
 }
 
-/// Child process: apply `ROUNDS` documents one way; print one JSON line.
-fn child(spec: &str) {
+/// Writes every round's documents into `dir` (the parent does this, so the child's
+/// memory holds only what a sidecar would: the documents it receives and what it builds).
+fn write_docs(dir: &std::path::Path, n: usize) {
+    for round in 0..ROUNDS {
+        std::fs::write(dir.join(format!("inline-{round}.json")), inline_doc(n, round)).unwrap();
+        let (doc, index, shards) = catalog_docs(n, round);
+        std::fs::write(dir.join(format!("identity-{round}.json")), doc).unwrap();
+        std::fs::write(dir.join(format!("index-{round}.json")), index).unwrap();
+        for (i, shard) in shards.iter().enumerate() {
+            std::fs::write(dir.join(format!("shard-{round}-{i}.json")), shard).unwrap();
+        }
+    }
+}
+
+/// Child process: apply `ROUNDS` documents one way, read from `dir` as they would
+/// arrive from the API; print one JSON line.
+fn child(spec: &str, dir: &std::path::Path) {
     let (way, n) = spec.split_once(':').unwrap();
     let n: usize = n.parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -197,18 +215,33 @@ fn child(spec: &str) {
         .unwrap();
     let _guard = rt.enter();
     let store = store();
+    let baseline = status_kb("VmRSS:");
+    let read = |name: String| std::fs::read_to_string(dir.join(name)).unwrap();
     let mut times: Vec<Duration> = Vec::new();
     let mut bytes = 0;
+    let mut parsed: Option<ProxyConfig> = None;
     for round in 0..ROUNDS {
-        // Documents are built (and measured) outside the timed part: they arrive over the wire.
         let t;
-        if way == "inline" {
-            let doc = inline_doc(n, round);
+        if way == "parse-only" {
+            // The parsed config alone (kept, like the snapshot keeps it), no route table.
+            let doc = read(format!("inline-{round}.json"));
+            bytes = doc.len();
+            t = Instant::now();
+            parsed = Some(ProxyConfig::from_json(&doc).unwrap());
+        } else if way == "inline" {
+            let doc = read(format!("inline-{round}.json"));
             bytes = doc.len();
             t = Instant::now();
             store.apply_json(&doc, "bench").unwrap();
         } else {
-            let (doc, index, shards) = catalog_docs(n, round);
+            let (doc, index) = (
+                read(format!("identity-{round}.json")),
+                read(format!("index-{round}.json")),
+            );
+            let count = CatalogIndex::from_json(&index).unwrap().shards.len();
+            let shards: Vec<String> = (0..count)
+                .map(|i| read(format!("shard-{round}-{i}.json")))
+                .collect();
             bytes = doc.len() + index.len() + shards.iter().map(String::len).sum::<usize>();
             t = Instant::now();
             apply_catalog(&store, &doc, &index, &shards).unwrap();
@@ -216,19 +249,23 @@ fn child(spec: &str) {
         times.push(t.elapsed());
     }
     times.sort();
-    let snap = store.load().unwrap();
-    assert_eq!(snap.config.services.len(), n);
+    let services = match (&parsed, store.load()) {
+        (Some(c), _) => c.services.len(),
+        (None, snap) => snap.map_or(0, |s| s.config.services.len()),
+    };
+    assert_eq!(services, n);
     let line = serde_json::json!({
         "way": way, "services": n, "payload_bytes": bytes,
         "apply_ms_median": times[ROUNDS / 2].as_secs_f64() * 1e3,
-        "rss_kb_after": status_kb("VmRSS:"), "peak_rss_kb": status_kb("VmHWM:"),
+        "rss_kb_baseline": baseline, "rss_kb_after": status_kb("VmRSS:"), "peak_rss_kb": status_kb("VmHWM:"),
     });
     println!("{line}");
 }
 
-fn in_child(way: &str, n: usize) -> serde_json::Value {
+fn in_child(way: &str, n: usize, dir: &std::path::Path) -> serde_json::Value {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, format!("{way}:{n}"))
+        .env(DIR_ENV, dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -243,8 +280,8 @@ fn in_child(way: &str, n: usize) -> serde_json::Value {
 }
 
 fn main() {
-    if let Ok(spec) = std::env::var(CHILD_ENV) {
-        child(&spec);
+    if let (Ok(spec), Ok(dir)) = (std::env::var(CHILD_ENV), std::env::var(DIR_ENV)) {
+        child(&spec, std::path::Path::new(&dir));
         return;
     }
     if !std::env::args().any(|a| a == "--bench") {
@@ -265,22 +302,32 @@ fn main() {
     }
     let mut rows = Vec::new();
     for n in [1_000, 5_000] {
-        let inline = in_child("inline", n);
-        let catalog = in_child("catalog", n);
+        let dir = tempfile::tempdir().unwrap();
+        write_docs(dir.path(), n);
+        let inline = in_child("inline", n, dir.path());
+        let catalog = in_child("catalog", n, dir.path());
+        let parse_only = in_child("parse-only", n, dir.path());
+        eprintln!(
+            "  of it the parsed config alone: RSS {:.1} MiB ({:.1} ms to parse and validate)",
+            parse_only["rss_kb_after"].as_f64().unwrap_or(0.0) / 1024.0,
+            parse_only["apply_ms_median"].as_f64().unwrap_or(0.0)
+        );
         let ms = |v: &serde_json::Value| v["apply_ms_median"].as_f64().unwrap_or(0.0);
         let mib = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0) / 1024.0;
         eprintln!(
-            "sidecar apply, {n} services: inline {:.1} ms (RSS {:.1} MiB, peak {:.1}) | catalog {:.1} ms \
-             (RSS {:.1} MiB, peak {:.1}) | catalog/inline time {:.2}x",
+            "sidecar apply, {n} services: inline {:.1} ms (RSS {:.1} MiB from {:.1}, peak {:.1}) | catalog {:.1} ms \
+             (RSS {:.1} MiB from {:.1}, peak {:.1}) | catalog/inline time {:.2}x",
             ms(&inline),
             mib(&inline, "rss_kb_after"),
+            mib(&inline, "rss_kb_baseline"),
             mib(&inline, "peak_rss_kb"),
             ms(&catalog),
             mib(&catalog, "rss_kb_after"),
+            mib(&catalog, "rss_kb_baseline"),
             mib(&catalog, "peak_rss_kb"),
             ms(&catalog) / ms(&inline).max(1e-9),
         );
-        rows.push(serde_json::json!({"services": n, "inline": inline, "catalog": catalog}));
+        rows.push(serde_json::json!({"services": n, "inline": inline, "catalog": catalog, "parse_only": parse_only}));
     }
     let dir = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());

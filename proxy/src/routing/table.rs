@@ -40,6 +40,19 @@ pub struct Backend {
     pub tcp_metrics: Arc<TcpMetrics>,
 }
 
+impl Backend {
+    /// Another handle on the same backend (same balancer, policy and metrics).
+    fn clone_shared(&self) -> Self {
+        Self {
+            service: Arc::clone(&self.service),
+            balancer: Arc::clone(&self.balancer),
+            policy: Arc::clone(&self.policy),
+            http_metrics: Arc::clone(&self.http_metrics),
+            tcp_metrics: Arc::clone(&self.tcp_metrics),
+        }
+    }
+}
+
 /// A split attached to a root service port.
 #[derive(Debug)]
 pub struct SplitRoute {
@@ -273,7 +286,9 @@ impl RouteTable {
                     by_addr.insert(SocketAddr::new(*ip, sp.port), Arc::clone(&route));
                 }
                 // Pod-IP destinations (headless services, direct pod calls) go to
-                // that endpoint only.
+                // that endpoint only; they share the service port's policy, metrics
+                // and name (built once: a service may have thousands of endpoints).
+                let mut shared: Option<Backend> = None;
                 for ep in &sp.endpoints {
                     let addr = SocketAddr::new(ep.ip, ep.port);
                     if by_addr.contains_key(&addr) {
@@ -281,12 +296,24 @@ impl RouteTable {
                     }
                     let one = b.registry.get(addr, ep.identity.as_deref());
                     let bal = Arc::new(Balancer::new(&LoadBalancer::RoundRobin, vec![one]));
-                    let root = Arc::new(b.backend(svc, sp.port, key.as_str(), svc, bal, true));
+                    let root = match &shared {
+                        Some(s) => Backend {
+                            service: Arc::clone(&s.service),
+                            balancer: bal,
+                            policy: Arc::clone(&s.policy),
+                            http_metrics: Arc::clone(&s.http_metrics),
+                            tcp_metrics: Arc::clone(&s.tcp_metrics),
+                        },
+                        None => {
+                            let first = b.backend(svc, sp.port, key.as_str(), svc, bal, true);
+                            shared.insert(first).clone_shared()
+                        }
+                    };
                     let pod = PortRoute {
-                        service: Arc::from(key.as_str()),
+                        service: Arc::clone(&root.service),
                         port: ep.port,
                         protocol: sp.protocol,
-                        root,
+                        root: Arc::new(root),
                         split: None,
                     };
                     by_addr.insert(addr, Arc::new(pod));
