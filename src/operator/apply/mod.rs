@@ -7,17 +7,18 @@
 //! transitions. One object's failure never stops the others.
 
 pub mod catalog;
+mod cleanup;
 pub mod objects;
 pub mod status;
 
-use crate::certs::store::{self, CA_SECRET, CaState, CertDecision, IDENTITY_SECRET_PREFIX, LABEL_IDENTITY};
+use crate::certs::store::{self, CA_SECRET, CaState, CertDecision, IDENTITY_SECRET_PREFIX};
 use crate::operator::metrics::Metrics;
 use crate::operator::render::{IdentityKey, RenderOutput};
 use crate::operator::state::{Kind, ObjectKey, spiffe_id};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -346,96 +347,6 @@ impl Applier {
         }
         self.statuses(out, objects, &mut o).await;
         o
-    }
-
-    async fn cleanup(
-        &self,
-        keep: &BTreeSet<&IdentityKey>,
-        stores: &ManagedStores,
-        errors: &mut usize,
-    ) -> usize {
-        let mut stale: Vec<(&'static str, String, String)> = Vec::new();
-        let orphan = |meta: &kube::api::ObjectMeta, prefix: &str| -> Option<(String, String)> {
-            let sa = meta.labels.as_ref()?.get(LABEL_IDENTITY)?.clone();
-            let (ns, name) = (meta.namespace.clone()?, meta.name.clone()?);
-            (name == format!("{prefix}{sa}") && !keep.contains(&(ns.clone(), sa))).then_some((ns, name))
-        };
-        let prefix = objects::CONFIG_PREFIX;
-        stale.extend(
-            stores
-                .config_maps
-                .state()
-                .iter()
-                .filter_map(|c| orphan(&c.metadata, prefix))
-                .map(|(n, m)| ("configmap", n, m)),
-        );
-        stale.extend(
-            stores
-                .roles
-                .state()
-                .iter()
-                .filter_map(|c| orphan(&c.metadata, prefix))
-                .map(|(n, m)| ("role", n, m)),
-        );
-        stale.extend(
-            stores
-                .role_bindings
-                .state()
-                .iter()
-                .filter_map(|c| orphan(&c.metadata, prefix))
-                .map(|(n, m)| ("rolebinding", n, m)),
-        );
-        stale.extend(
-            stores
-                .secrets
-                .state()
-                .iter()
-                .filter_map(|c| orphan(&c.metadata, IDENTITY_SECRET_PREFIX))
-                .map(|(n, m)| ("secret", n, m)),
-        );
-        let mut writes = 0;
-        for (kind, ns, name) in stale {
-            let r = self.delete(kind, &ns, &name).await;
-            match r {
-                Ok(()) => {
-                    tracing::info!(kind, namespace = %ns, name = %name, "deleted: identity left the mesh");
-                    self.metrics.wrote("delete");
-                    writes += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(kind, namespace = %ns, name = %name, error = %e, "delete failed");
-                    *errors += 1;
-                }
-            }
-        }
-        writes
-    }
-
-    /// Deletes one managed object; a missing object counts as deleted.
-    async fn delete(&self, kind: &str, ns: &str, name: &str) -> Result<(), kube::Error> {
-        let dp = DeleteParams::default();
-        let r = match kind {
-            "configmap" => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
-            "role" => Api::<Role>::namespaced(self.client.clone(), ns)
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
-            "rolebinding" => Api::<RoleBinding>::namespaced(self.client.clone(), ns)
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
-            _ => Api::<Secret>::namespaced(self.client.clone(), ns)
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
-        };
-        match r {
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other,
-        }
     }
 
     async fn statuses(
