@@ -80,91 +80,105 @@ mod tests {
         false
     }
 
+    /// A store and a file source polling `config.json` in a temp dir every 10 ms
+    /// (`prepare` runs on the store before the source starts).
+    struct Rig {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        metrics: Arc<Metrics>,
+        store: Arc<ConfigStore>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Rig {
+        fn start(initial: Option<&str>, prepare: impl FnOnce(&ConfigStore)) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.json");
+            if let Some(text) = initial {
+                std::fs::write(&path, text).unwrap();
+            }
+            let metrics = Arc::new(Metrics::default());
+            let store = Arc::new(ConfigStore::new(
+                Arc::clone(&metrics),
+                Arc::new(Readiness::default()),
+            ));
+            prepare(&store);
+            let (stop, rx) = watch::channel(false);
+            let task = tokio::spawn(watch_file(
+                Arc::clone(&store),
+                path.clone(),
+                Duration::from_millis(10),
+                rx,
+            ));
+            Self {
+                _dir: dir,
+                path,
+                metrics,
+                store,
+                stop,
+                task,
+            }
+        }
+
+        async fn stop(self) {
+            self.stop.send(true).unwrap();
+            self.task.await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn picks_up_changes_and_survives_bad_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        let metrics = Arc::new(Metrics::default());
-        let store = Arc::new(ConfigStore::new(
-            Arc::clone(&metrics),
-            Arc::new(Readiness::default()),
-        ));
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(watch_file(
-            Arc::clone(&store),
-            path.clone(),
-            Duration::from_millis(10),
-            rx,
-        ));
+        let rig = Rig::start(None, |_| {});
+        let (store, metrics) = (&rig.store, &rig.metrics);
         tokio::time::sleep(Duration::from_millis(30)).await;
-        std::fs::write(&path, GOOD).unwrap();
+        std::fs::write(&rig.path, GOOD).unwrap();
         assert!(wait_for(|| store.load().is_some()).await);
-        std::fs::write(&path, "{broken").unwrap();
+        std::fs::write(&rig.path, "{broken").unwrap();
         assert!(wait_for(|| metrics.reloads().1 == 1).await);
         assert_eq!(store.load().unwrap().generation, 1);
-        std::fs::write(&path, GOOD.replace("\"a\"", "\"b\"").replace("sa/a", "sa/b")).unwrap();
+        std::fs::write(&rig.path, GOOD.replace("\"a\"", "\"b\"").replace("sa/a", "sa/b")).unwrap();
         assert!(wait_for(|| store.load().is_some_and(|s| s.generation == 2)).await);
         assert_eq!(store.load().unwrap().config.identity.service_account, "b");
-        tx.send(true).unwrap();
-        task.await.unwrap();
+        rig.stop().await;
     }
 
     #[tokio::test]
     async fn defers_to_the_api_watch_while_it_is_live() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        std::fs::write(&path, GOOD).unwrap();
-        let store = Arc::new(ConfigStore::new(
-            Arc::new(Metrics::default()),
-            Arc::new(Readiness::default()),
-        ));
         let newer = GOOD.replace("\"a\"", "\"b\"").replace("sa/a", "sa/b");
-        store.apply_json(&newer, "api").unwrap();
-        store.set_api_live(true);
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(watch_file(
-            Arc::clone(&store),
-            path.clone(),
-            Duration::from_millis(10),
-            rx,
-        ));
+        let rig = Rig::start(Some(GOOD), |store| {
+            store.apply_json(&newer, "api").unwrap();
+            store.set_api_live(true);
+        });
+        let store = &rig.store;
         // The lagging file holds the older config: it must not roll the store back.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(store.load().unwrap().config.identity.service_account, "b");
         // Once the watch is lost the file stands in again.
         store.set_api_live(false);
         assert!(wait_for(|| store.load().unwrap().config.identity.service_account == "a").await);
-        tx.send(true).unwrap();
-        task.await.unwrap();
+        rig.stop().await;
     }
 
     #[tokio::test]
     async fn leaves_catalog_configs_to_the_api_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
         let with_catalog = GOOD.replacen(
             "\"schemaVersion\":1,",
             "\"schemaVersion\":1,\"catalog\":{\"namespace\":\"weft-system\",\"index\":\"weft-catalog\"},",
             1,
         );
         assert!(references_catalog(&with_catalog) && !references_catalog(GOOD));
-        std::fs::write(&path, &with_catalog).unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let store = Arc::new(ConfigStore::new(
-            Arc::clone(&metrics),
-            Arc::new(Readiness::default()),
-        ));
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(watch_file(
-            Arc::clone(&store),
-            path.clone(),
-            Duration::from_millis(10),
-            rx,
-        ));
+        let rig = Rig::start(Some(&with_catalog), |_| {});
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(store.load().is_none(), "an unassembled config is never applied");
-        assert_eq!(metrics.reloads(), (0, 0), "and not counted as a bad one either");
-        tx.send(true).unwrap();
-        task.await.unwrap();
+        assert!(
+            rig.store.load().is_none(),
+            "an unassembled config is never applied"
+        );
+        assert_eq!(
+            rig.metrics.reloads(),
+            (0, 0),
+            "and not counted as a bad one either"
+        );
+        rig.stop().await;
     }
 }
