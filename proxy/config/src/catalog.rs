@@ -100,6 +100,19 @@ impl CatalogShard {
     }
 }
 
+/// Only the `catalog` field of a config document.
+#[derive(Deserialize)]
+struct CatalogPeek {
+    #[serde(default)]
+    catalog: Option<CatalogRef>,
+}
+
+/// The catalog a config document references, without parsing the rest of it
+/// (`None` when it references none or is not a JSON object of that shape).
+pub fn catalog_ref(text: &str) -> Option<CatalogRef> {
+    serde_json::from_str::<CatalogPeek>(text).ok()?.catalog
+}
+
 impl ProxyConfig {
     /// Merges the catalog's shards (in [`CatalogIndex::shards`] order) and this
     /// identity's retry policies into one complete config, then validates it. A
@@ -260,6 +273,14 @@ mod tests {
         });
         let e = referencing().assemble(vec![shard(&[root])]).unwrap_err();
         assert!(e.path.ends_with(".split.backends"), "{e}");
+    }
+
+    #[test]
+    fn peeks_at_the_catalog_reference_only() {
+        let with = referencing().to_json().unwrap();
+        assert_eq!(catalog_ref(&with), referencing().catalog);
+        assert_eq!(catalog_ref(&minimal().to_json().unwrap()), None);
+        assert_eq!(catalog_ref("{not json"), None);
     }
 
     #[test]

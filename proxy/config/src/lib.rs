@@ -13,7 +13,7 @@ mod catalog;
 mod policy;
 mod validate;
 
-pub use catalog::{CATALOG_KEY, CatalogIndex, CatalogRef, CatalogShard, INDEX_KEY};
+pub use catalog::{CATALOG_KEY, CatalogIndex, CatalogRef, CatalogShard, INDEX_KEY, catalog_ref};
 
 pub use policy::{
     Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection, RetryBudget,

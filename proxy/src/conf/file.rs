@@ -57,7 +57,7 @@ pub async fn watch_file(
 }
 
 fn references_catalog(text: &str) -> bool {
-    serde_json::from_str::<weft_proxy_config::ProxyConfig>(text).is_ok_and(|c| c.catalog.is_some())
+    weft_proxy_config::catalog_ref(text).is_some()
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use weft_proxy_config::{CONFIG_KEY, CatalogIndex, CatalogRef, INDEX_KEY, ParseError, ProxyConfig};
+use weft_proxy_config::{
+    CONFIG_KEY, CatalogIndex, CatalogRef, INDEX_KEY, ParseError, ProxyConfig, catalog_ref,
+};
 
 /// Aborts the follower task when replaced or dropped.
 struct Task(JoinHandle<()>);
@@ -53,15 +55,14 @@ impl Assembler {
                 if v.text.is_none() {
                     tracing::warn!(source = %self.source(), key = CONFIG_KEY, "config map has no config key; keeping current config");
                 }
-                let wanted = v
-                    .text
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str::<ProxyConfig>(t).ok())
-                    .and_then(|c| c.catalog)
-                    .map(|CatalogRef { namespace, index }| ConfigMapRef {
-                        namespace,
-                        name: index,
-                    });
+                let wanted =
+                    v.text
+                        .as_deref()
+                        .and_then(catalog_ref)
+                        .map(|CatalogRef { namespace, index }| ConfigMapRef {
+                            namespace,
+                            name: index,
+                        });
                 if self.index.as_ref().map(|(r, _, _)| r) != wanted.as_ref() {
                     self.index = wanted.map(|r| {
                         let task = tokio::spawn(follow(
