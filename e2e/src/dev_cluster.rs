@@ -2,9 +2,9 @@
 //! the background with its state in `.weft/` (kubeconfig, logs, pidfile). `start` launches
 //! a detached `up` process and waits for it to be ready; `down` stops it by PID.
 //!
-//! The `up` process owns everything it starts (control plane now; the e2e node agent is
-//! meant to be started by it too, after the control plane), so stopping that one PID
-//! stops the whole cluster, and its children die with it even on SIGKILL.
+//! The `up` process owns everything it starts (the control plane, then the worker node), so
+//! stopping that one PID stops the whole cluster; its children die with it even on SIGKILL
+//! (and the next start cleans up the pods such a kill leaves on the node).
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};

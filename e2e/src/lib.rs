@@ -1,6 +1,7 @@
 //! weft's test harness: a real local Kubernetes control plane built from the upstream Go
 //! modules ([`control_plane`]), one shared instance per test binary ([`shared`]) with
-//! per-test namespaces ([`namespace`]), and (later) the e2e node agent.
+//! per-test namespaces ([`namespace`]), and a real worker node (kubelet + containerd,
+//! [`worker`]) for the tests that run pods.
 
 pub mod apply;
 pub mod control_plane;
@@ -8,8 +9,8 @@ pub mod demo_app;
 pub mod dev_cluster;
 pub mod mesh;
 pub mod namespace;
-pub mod node;
 pub mod shared;
+pub mod worker;
 
 pub use control_plane::{ControlPlane, Options};
 pub use namespace::TestNamespace;

@@ -1,11 +1,12 @@
-//! The mesh end to end on a real control plane: weft installed from `crds/` and
-//! `manifests/` (the controller runs as 2 pods of the e2e node agent and the API server
-//! calls its webhook through the Service), demo-app pods injected with the real init
-//! container and sidecar, and real traffic from inside a client pod's network namespace.
+//! The mesh end to end on a real cluster: weft installed from `crds/` and `manifests/`
+//! (the controller runs from its image as 2 pods on the real kubelet + containerd node,
+//! and the API server calls its webhook through the Service via kube-proxy), demo-app pods
+//! injected with the real init container (iptables inside a real container) and native
+//! sidecar, and real traffic from inside a client pod's network namespace.
 //!
-//! Needs root (skips otherwise, saying so) and the workspace binaries (`cargo build
-//! --workspace --bins`; `make e2e` does it). One node agent per host: the tests of this
-//! binary take turns, each starting its own agent and removing everything afterwards.
+//! Needs root (skips otherwise, saying so) and the images (`make images node-tools`;
+//! `make e2e` does it). The tests of this binary take turns on one node (the mesh modes are
+//! cluster-wide); each removes its namespace afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -45,7 +46,7 @@ async fn split_layout(w: &World) -> (String, Pod) {
     w.deploy(&DemoApp::new("client", "client", "v1")).await;
     w.ready_pods("app=app-svc", 4).await;
     let mut client = w.ready_pods("app=client", 1).await;
-    let netns = workload::pod_netns(&client[0]).unwrap();
+    let netns = w.netns(&client[0]);
     (netns, client.remove(0))
 }
 
@@ -311,7 +312,7 @@ async fn access_default_deny_traffic_target_and_route_rules() {
     };
     let ns = w.ns().to_string();
     let (client, server, _) = server_client(&w, &[]).await;
-    let netns = workload::pod_netns(&client).unwrap();
+    let netns = w.netns(&client);
     let base = format!("http://server.{ns}:{HTTP_PORT}");
     let allowed = format!("{base}/allowed");
 

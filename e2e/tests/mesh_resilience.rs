@@ -2,7 +2,7 @@
 //! retries and circuit breaking seen from a client pod, mTLS on the wire between sidecars,
 //! and pod / operator restarts under load.
 //!
-//! Needs root (skips otherwise, saying so) and the workspace binaries (`make e2e`).
+//! Needs root (skips otherwise, saying so) and the images (`make e2e` builds them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -32,7 +32,7 @@ async fn retries_and_circuit_breaking_seen_from_the_client() {
     };
     let ns = w.ns().to_string();
     let (client, server, broken) = server_client(&w, &[("FAIL_RATE", "0.5")]).await;
-    let netns = workload::pod_netns(&client).unwrap();
+    let netns = w.netns(&client);
     w.change(&[client.clone(), server, broken], async {
         w.allow_client(&["server", "broken"]).await;
     })
@@ -83,10 +83,10 @@ async fn mtls_on_the_wire_between_sidecars() {
     };
     let ns = w.ns().to_string();
     let (client, server, _) = server_client(&w, &[]).await;
-    let netns = workload::pod_netns(&client).unwrap();
+    let netns = w.netns(&client);
     // Frames between two ports of the bridge are not seen on the bridge device itself:
     // capture on the host end of the server pod's veth, which carries all its traffic.
-    let veth = weft_e2e::node::names::veth_name(server.metadata.uid.as_deref().unwrap());
+    let veth = w.host_veth(&server);
     w.change(&[client, server], async {
         w.allow_client(&["server"]).await;
     })
@@ -169,7 +169,7 @@ async fn pod_and_operator_restarts_under_load() {
     w.deploy(&DemoApp::new("client", "client", "v1")).await;
     let servers = w.ready_pods("app=server", 3).await;
     let client = w.ready_pods("app=client", 1).await.remove(0);
-    let netns = workload::pod_netns(&client).unwrap();
+    let netns = w.netns(&client);
     let url = format!("http://server.{ns}:{HTTP_PORT}/");
     w.change(std::slice::from_ref(&client), async {
         w.apply(policy::retry(&ns, "server", "client", "server", 3)).await;

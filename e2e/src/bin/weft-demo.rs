@@ -19,9 +19,11 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use weft_e2e::apply;
+use weft_e2e::mesh::image_refs::ImageOverride;
 use weft_e2e::mesh::policy::{self, HttpMatch};
 use weft_e2e::mesh::traffic::{Batch, Reply, format_tally, success_ratio, tally};
 use weft_e2e::mesh::{install, sync, wait_for, workload};
+use weft_e2e::worker::{binaries, pods};
 
 const NS: &str = "bookinfo";
 const REVIEWS: &str = "http://reviews.bookinfo:9080/";
@@ -35,6 +37,17 @@ struct Args {
     /// Repository root holding crds/, manifests/ and examples/.
     #[arg(long, global = true, default_value_os_t = apply::repo_root())]
     root: PathBuf,
+    /// Registry for weft's images (`<registry>/weft/controller:<tag>`, …); default: the
+    /// references in manifests/ (`weft/…:<version>`).
+    #[arg(long, global = true, env = "IMAGE_REGISTRY")]
+    image_registry: Option<String>,
+    /// Tag for weft's images; default: the manifests' tag (the release version).
+    #[arg(long, global = true, env = "IMAGE_TAG")]
+    image_tag: Option<String>,
+    /// The dev cluster node's state dir (the demo reaches productpage's network namespace
+    /// through its CRI).
+    #[arg(long, global = true, default_value = ".weft/node")]
+    node_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,8 +93,12 @@ async fn client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-async fn install_weft(client: &kube::Client, root: &std::path::Path) -> anyhow::Result<()> {
-    let r = install::install(client, root, Duration::from_secs(180), &|s| say(s))
+async fn install_weft(client: &kube::Client, args: &Args) -> anyhow::Result<()> {
+    let images = ImageOverride {
+        registry: args.image_registry.clone(),
+        tag: args.image_tag.clone(),
+    };
+    let r = install::install_with(client, &args.root, &images, Duration::from_secs(180), &|s| say(s))
         .await
         .context("installing weft")?;
     say(&format!(
@@ -195,7 +212,7 @@ fn step(n: usize, title: &str) {
 async fn run(args: &Args) -> anyhow::Result<bool> {
     let client = client(args.kubeconfig.clone()).await?;
     step(1, "Install weft from crds/ and manifests/");
-    install_weft(&client, &args.root).await?;
+    install_weft(&client, args).await?;
     install::set_mesh_modes(&client, "permissive", "permissive").await?;
     say("MeshConfig default: accessMode permissive, mtlsMode permissive (policies come later)");
 
@@ -247,7 +264,21 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
                 == Some("productpage")
         })
         .context("no productpage pod")?;
-    let netns = workload::pod_netns(productpage).context("productpage has no uid")?;
+    let uid = productpage
+        .metadata
+        .uid
+        .as_deref()
+        .context("productpage has no uid")?;
+    let node_dir = args.root.join(&args.node_dir);
+    let net = pods::pod_network(
+        &binaries::node_tools_dir().join("crictl"),
+        &node_dir.join("crictl.yaml"),
+        uid,
+    )
+    .map_err(anyhow::Error::msg)
+    .context("finding productpage's network namespace on the dev cluster node")?;
+    pods::install_resolv_conf(&net).context("writing productpage's resolv.conf for ip netns exec")?;
+    let netns = net.netns;
     say(&format!(
         "requests are sent from productpage's network namespace {netns}, through its sidecar"
     ));
@@ -451,7 +482,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Install => {
             let client = client(args.kubeconfig.clone()).await?;
             println!("Installing weft");
-            install_weft(&client, &args.root).await?;
+            install_weft(&client, &args).await?;
         }
         Command::Run => {
             if !run(&args).await.context("the demo stopped")? {

@@ -1,4 +1,6 @@
-//! `weft-dev-cluster`: a local Kubernetes control plane for humans (`make dev-cluster`).
+//! `weft-dev-cluster`: a local Kubernetes cluster for humans (`make dev-cluster`): the
+//! control plane plus the real test node (kubelet + containerd + kube-proxy + CoreDNS),
+//! with weft's images (`make images`) imported on the node.
 //!
 //! - `start`: launch `up` in the background and wait until it is ready.
 //! - `up`: run in the foreground until SIGTERM/SIGINT (what `start` launches).
@@ -13,9 +15,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use weft_e2e::control_plane::{ControlPlane, Options};
 use weft_e2e::dev_cluster::{self, DevPaths};
+use weft_e2e::worker::{NODE_NAME, NODE_NET, NodeOptions, WorkerNode, images};
 
 #[derive(Debug, Parser)]
-#[command(about = "A local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler)")]
+#[command(
+    about = "A local Kubernetes cluster: etcd, kube-apiserver, controller-manager, scheduler, and one node (kubelet + containerd + kube-proxy + CoreDNS)"
+)]
 struct Cli {
     /// State directory: kubeconfig, logs/, pidfile.
     #[arg(long, global = true, default_value = ".weft")]
@@ -28,8 +33,8 @@ struct Cli {
 enum Cmd {
     /// Start in the background and wait until ready.
     Start {
-        /// Address kube-apiserver binds to (0.0.0.0 also serves pods on the e2e bridge).
-        #[arg(long, default_value = "127.0.0.1")]
+        /// Address kube-apiserver binds to (it must include the node's bridge address).
+        #[arg(long, default_value = "0.0.0.0")]
         bind_address: IpAddr,
         /// Seconds to wait for readiness.
         #[arg(long, default_value_t = 180)]
@@ -38,7 +43,7 @@ enum Cmd {
     /// Run in the foreground until SIGTERM or SIGINT.
     Up {
         /// Address kube-apiserver binds to.
-        #[arg(long, default_value = "127.0.0.1")]
+        #[arg(long, default_value = "0.0.0.0")]
         bind_address: IpAddr,
     },
     /// Stop the running cluster.
@@ -102,29 +107,32 @@ fn up(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()> {
 fn run_until_signal(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()> {
     let options = Options {
         bind_address,
+        node_address: Some(IpAddr::V4(NODE_NET.node_ip)),
         state_dir: Some(paths.dir.clone()),
         ..Options::default()
     };
+    let images_dir = images::weft_images_dir(&weft_e2e::apply::repo_root());
+    let images = images::archives_in(&images_dir).context("weft's images (build them with `make images`)")?;
     let cp = ControlPlane::start(options).context("starting the control plane")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // The e2e node agent runs the cluster's pods as network namespaces; it starts
-    // after the control plane and stops before it.
-    let agent = rt
-        .block_on(async {
-            let mut config = weft_e2e::node::AgentConfig::new("weft-node-0");
-            config.api_server = Some(std::net::SocketAddr::from(([127, 0, 0, 1], cp.ports().apiserver)));
-            weft_e2e::node::Agent::start(cp.client()?, config)
-                .await
-                .map_err(anyhow::Error::from)
-        })
-        .context("starting the e2e node agent (needs root)")?;
+    // The node starts after the control plane and stops before it.
+    let node_options = NodeOptions {
+        state_dir: Some(paths.dir.join("node")),
+        images,
+        ..NodeOptions::default()
+    };
+    let node = rt
+        .block_on(WorkerNode::start(&cp, node_options))
+        .context("starting the node (needs root)")?;
     let summary = format!(
-        "{} ready in {:.1}s with node weft-node-0 (logs {})",
+        "{} ready in {:.1}s with node {NODE_NAME} (kubelet + containerd) ready {:.1}s later (logs {} and {})",
         cp.server_url(),
         cp.startup_time().as_secs_f64(),
-        cp.logs_dir().display()
+        node.report().dns_ready.as_secs_f64(),
+        cp.logs_dir().display(),
+        node.layout().logs.display()
     );
     tracing::info!(server = %cp.server_url(), pids = ?cp.pids(), "dev cluster ready");
     dev_cluster::mark_ready(paths, &summary)?;
@@ -138,7 +146,7 @@ fn run_until_signal(paths: &DevPaths, bind_address: IpAddr) -> anyhow::Result<()
         }
         anyhow::Ok(())
     });
-    rt.block_on(agent.shutdown());
+    node.shutdown();
     waited?;
     cp.shutdown();
     Ok(())

@@ -39,14 +39,20 @@ pub fn etcd(layout: &Layout, ports: Ports) -> Vec<String> {
     ]
 }
 
-/// kube-apiserver with client-certificate auth, Node+RBAC authorization, weft's service
-/// CIDR, and no endpoint reconciler (so 127.0.0.1 is never published as an endpoint).
-pub fn apiserver(pki: &PkiPaths, ports: Ports, bind: IpAddr) -> Vec<String> {
+/// kube-apiserver with client-certificate auth, Node+RBAC authorization and weft's service
+/// CIDR. Without a node (`node_address: None`) there is no endpoint reconciler, so
+/// 127.0.0.1 is never published as the `kubernetes` endpoint. With a node, the API server
+/// advertises `node_address` (the node's address on the pod bridge, where pods reach it
+/// through the `kubernetes` Service), reaches kubelets at their InternalIP with its own
+/// client certificate and verifies their serving certificates against the cluster CA, and
+/// NodeRestriction limits each kubelet to its own Node and pods.
+pub fn apiserver(pki: &PkiPaths, ports: Ports, bind: IpAddr, node_address: Option<IpAddr>) -> Vec<String> {
     let p = |path: &std::path::Path| path.display().to_string();
-    vec![
+    let advertise = node_address.map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
+    let mut args = vec![
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
         format!("--bind-address={bind}"),
-        "--advertise-address=127.0.0.1".into(),
+        format!("--advertise-address={advertise}"),
         format!("--secure-port={}", ports.apiserver),
         format!("--tls-cert-file={}", p(&pki.serving_cert)),
         format!("--tls-private-key-file={}", p(&pki.serving_key)),
@@ -57,9 +63,20 @@ pub fn apiserver(pki: &PkiPaths, ports: Ports, bind: IpAddr) -> Vec<String> {
         format!("--service-account-signing-key-file={}", p(&pki.sa_private)),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         "--allow-privileged=true".into(),
-        "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
-    ]
+    ];
+    if node_address.is_some() {
+        args.extend([
+            "--enable-admission-plugins=NodeRestriction".to_string(),
+            format!("--kubelet-client-certificate={}", p(&pki.kubelet_client_cert)),
+            format!("--kubelet-client-key={}", p(&pki.kubelet_client_key)),
+            format!("--kubelet-certificate-authority={}", p(&pki.ca_cert)),
+            "--kubelet-preferred-address-types=InternalIP".to_string(),
+        ]);
+    } else {
+        args.push("--endpoint-reconciler-type=none".into());
+    }
+    args
 }
 
 /// kube-controller-manager with the default controllers, each using its own service
@@ -104,6 +121,8 @@ mod tests {
             serving_key: "/s/pki/apiserver.key".into(),
             sa_private: "/s/pki/sa.key".into(),
             sa_public: "/s/pki/sa.pub".into(),
+            kubelet_client_cert: "/s/pki/kc.crt".into(),
+            kubelet_client_key: "/s/pki/kc.key".into(),
         };
         (
             layout,
@@ -130,10 +149,10 @@ mod tests {
     #[test]
     fn apiserver_flags_follow_the_design() {
         let (_, pki, ports) = fixture();
-        let a = apiserver(&pki, ports, "0.0.0.0".parse().unwrap());
+        let a = apiserver(&pki, ports, "127.0.0.1".parse().unwrap(), None);
         for want in [
             "--etcd-servers=http://127.0.0.1:1001",
-            "--bind-address=0.0.0.0",
+            "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             "--secure-port=1003",
             "--authorization-mode=Node,RBAC",
@@ -145,6 +164,34 @@ mod tests {
         ] {
             assert!(a.contains(&want.to_string()), "missing {want}");
         }
+        assert!(!a.iter().any(|f| f.starts_with("--kubelet-")), "{a:?}");
+    }
+
+    #[test]
+    fn with_a_node_the_apiserver_is_published_on_the_bridge_and_reaches_kubelets() {
+        let (_, pki, ports) = fixture();
+        let a = apiserver(
+            &pki,
+            ports,
+            "0.0.0.0".parse().unwrap(),
+            Some("198.18.0.1".parse().unwrap()),
+        );
+        for want in [
+            "--bind-address=0.0.0.0",
+            "--advertise-address=198.18.0.1",
+            "--enable-admission-plugins=NodeRestriction",
+            "--kubelet-client-certificate=/s/pki/kc.crt",
+            "--kubelet-client-key=/s/pki/kc.key",
+            "--kubelet-certificate-authority=/s/pki/ca.crt",
+            "--kubelet-preferred-address-types=InternalIP",
+        ] {
+            assert!(a.contains(&want.to_string()), "missing {want}");
+        }
+        // The lease reconciler publishes the advertised address as the `kubernetes` endpoint.
+        assert!(
+            !a.iter().any(|f| f.starts_with("--endpoint-reconciler-type")),
+            "{a:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control plane's PKI, made with rcgen: a cluster CA, the API server's serving
 //! certificate, the service-account signing key, and client certificates for the admin
-//! (group `system:masters`), the controller-manager and the scheduler.
+//! (group `system:masters`), the controller-manager, the scheduler and the API server's
+//! own client identity towards kubelets (`kubectl logs`/`exec`/`port-forward`).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-/// Addresses every API server serving certificate carries: loopback, the e2e bridge
-/// address (the node agent exposes the API server to pods there) and the first service IP.
+/// Addresses every API server serving certificate carries: loopback, the test node's
+/// address on the pod bridge (where pods reach the API server through the `kubernetes`
+/// Service endpoint) and the first service IP (the `kubernetes` ClusterIP).
 pub const DEFAULT_SERVING_IPS: [&str; 3] = ["127.0.0.1", "198.18.0.1", "198.19.0.1"];
 
 const SERVING_DNS: [&str; 5] = [
@@ -48,6 +50,9 @@ pub struct Pki {
     pub controller_manager: CertPair,
     /// kube-scheduler client certificate.
     pub scheduler: CertPair,
+    /// The API server's client certificate for kubelets (`system:masters`, as kubeadm's
+    /// `apiserver-kubelet-client`).
+    pub kubelet_client: CertPair,
 }
 
 /// Where [`Pki::write_to`] put the files.
@@ -65,10 +70,16 @@ pub struct PkiPaths {
     pub sa_private: PathBuf,
     /// SA public key.
     pub sa_public: PathBuf,
+    /// The API server's kubelet client certificate.
+    pub kubelet_client_cert: PathBuf,
+    /// Its key.
+    pub kubelet_client_key: PathBuf,
 }
 
 /// The user name of the admin client certificate.
 pub const ADMIN_USER: &str = "weft-e2e-admin";
+/// The user name the API server presents to kubelets.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 impl Pki {
     /// Generates fresh key material. `extra_ips` are added to the serving certificate's SANs.
@@ -109,6 +120,7 @@ impl Pki {
         let admin = client(ADMIN_USER, Some("system:masters"), &issuer)?;
         let controller_manager = client("system:kube-controller-manager", None, &issuer)?;
         let scheduler = client("system:kube-scheduler", None, &issuer)?;
+        let kubelet_client = client(KUBELET_CLIENT_USER, Some("system:masters"), &issuer)?;
         let sa = KeyPair::generate()?;
         Ok(Self {
             ca,
@@ -118,6 +130,7 @@ impl Pki {
             admin,
             controller_manager,
             scheduler,
+            kubelet_client,
         })
     }
 
@@ -131,6 +144,8 @@ impl Pki {
             serving_key: dir.join("apiserver.key"),
             sa_private: dir.join("sa.key"),
             sa_public: dir.join("sa.pub"),
+            kubelet_client_cert: dir.join("apiserver-kubelet-client.crt"),
+            kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
         };
         write(&paths.ca_cert, &self.ca.cert, false)?;
         write(&paths.ca_key, &self.ca.key, true)?;
@@ -138,11 +153,17 @@ impl Pki {
         write(&paths.serving_key, &self.serving.key, true)?;
         write(&paths.sa_private, &self.sa_private, true)?;
         write(&paths.sa_public, &self.sa_public, false)?;
+        write(&paths.kubelet_client_cert, &self.kubelet_client.cert, false)?;
+        write(&paths.kubelet_client_key, &self.kubelet_client.key, true)?;
         Ok(paths)
     }
 }
 
-fn client(user: &str, group: Option<&str>, issuer: &Issuer<'_, KeyPair>) -> Result<CertPair, rcgen::Error> {
+pub(crate) fn client(
+    user: &str,
+    group: Option<&str>,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<CertPair, rcgen::Error> {
     leaf(
         Vec::new(),
         user,
@@ -152,7 +173,7 @@ fn client(user: &str, group: Option<&str>, issuer: &Issuer<'_, KeyPair>) -> Resu
     )
 }
 
-fn leaf(
+pub(crate) fn leaf(
     sans: Vec<String>,
     common_name: &str,
     organization: Option<&str>,
@@ -178,7 +199,7 @@ fn leaf(
     })
 }
 
-fn write(path: &Path, contents: &str, secret: bool) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, contents: &str, secret: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut opts = std::fs::File::options();
     opts.write(true)

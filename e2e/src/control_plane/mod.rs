@@ -9,7 +9,7 @@ pub mod binaries;
 pub mod certs;
 pub mod kubeconfig;
 pub mod layout;
-mod process;
+pub(crate) mod process;
 mod ready;
 pub mod sys;
 
@@ -28,8 +28,12 @@ use process::ManagedProcess;
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Address kube-apiserver binds to. Loopback by default; `0.0.0.0` lets pods reach it
-    /// through the e2e bridge (198.18.0.1 is always in the serving certificate).
+    /// on the node's bridge address (198.18.0.1 is always in the serving certificate).
     pub bind_address: IpAddr,
+    /// The address of the test node on the pod bridge when a real node (kubelet) will join:
+    /// the API server advertises it as the `kubernetes` endpoint and can reach kubelets.
+    /// `None`: no node, no endpoint published.
+    pub node_address: Option<IpAddr>,
     /// Persistent state directory (wiped at start); `None` = a fresh temp dir.
     pub state_dir: Option<PathBuf>,
     /// How long to wait for readiness.
@@ -42,6 +46,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            node_address: None,
             state_dir: None,
             ready_timeout: Duration::from_secs(120),
             binaries: None,
@@ -108,6 +113,7 @@ pub struct ControlPlane {
     config: kube::Config,
     ports: Ports,
     binaries: Binaries,
+    node_address: Option<IpAddr>,
     startup: Duration,
     keep_logs: AtomicBool,
 }
@@ -195,6 +201,7 @@ impl ControlPlane {
             config,
             ports,
             binaries,
+            node_address: options.node_address,
             startup: Duration::ZERO,
             // Until startup succeeds, a drop keeps the logs (they explain the failure).
             keep_logs: AtomicBool::new(true),
@@ -202,7 +209,7 @@ impl ControlPlane {
         let deadline = began + options.ready_timeout;
         cp.spawn("etcd", &cp.binaries.etcd, &args::etcd(&cp.layout, ports))?;
         ready::tcp(&cp, ports.etcd_client, deadline).await?;
-        let api_args = args::apiserver(&pki_paths, ports, options.bind_address);
+        let api_args = args::apiserver(&pki_paths, ports, options.bind_address, options.node_address);
         cp.spawn("kube-apiserver", &cp.binaries.apiserver, &api_args)?;
         ready::readyz(&cp, deadline).await?;
         let cm_args = args::controller_manager(&cp.layout, &pki_paths);
@@ -281,6 +288,11 @@ impl ControlPlane {
     /// `https://127.0.0.1:<port>`.
     pub fn server_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.ports.apiserver)
+    }
+
+    /// The node address this control plane was started for (see [`Options::node_address`]).
+    pub fn node_address(&self) -> Option<IpAddr> {
+        self.node_address
     }
 
     /// The ports in use.

@@ -49,6 +49,8 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
 pub enum Signal {
     /// Ask politely (graceful shutdown).
     Term,
+    /// Kill now.
+    Kill,
     /// Probe only: checks the PID exists.
     Probe,
 }
@@ -61,6 +63,7 @@ pub fn send_signal(pid: u32, signal: Signal) -> io::Result<()> {
     }
     let sig = match signal {
         Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
         Signal::Probe => 0,
     };
     // SAFETY: kill(2) with a positive PID and a valid signal number has no memory effects.

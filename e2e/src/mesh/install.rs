@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 
+use super::image_refs::ImageOverride;
 use super::{MeshError, wait_for};
 use crate::apply;
 
@@ -43,11 +44,27 @@ pub async fn install(
     timeout: Duration,
     progress: &dyn Fn(&str),
 ) -> Result<InstallReport, MeshError> {
+    install_with(client, root, &ImageOverride::default(), timeout, progress).await
+}
+
+/// [`install`] with weft's image references rewritten by `images` (registry and/or tag;
+/// nothing else in `manifests/` changes).
+pub async fn install_with(
+    client: &kube::Client,
+    root: &Path,
+    images: &ImageOverride,
+    timeout: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<InstallReport, MeshError> {
     let began = Instant::now();
     let crds = apply::load_dir(&root.join("crds"))?;
     progress(&format!("applying {} CRDs from crds/", crds.len()));
     let crds = apply::install_crds(client, &crds, Duration::from_secs(60)).await?;
-    let manifests = apply::load_dir(&root.join("manifests"))?;
+    let mut manifests = apply::load_dir(&root.join("manifests"))?;
+    if !images.is_empty() {
+        let changed = override_images(&mut manifests, images)?;
+        progress(&format!("image references rewritten: {changed}"));
+    }
     progress(&format!("applying {} objects from manifests/", manifests.len()));
     apply::apply_all(client, &manifests, Duration::from_secs(30)).await?;
     let apply = began.elapsed();
@@ -60,6 +77,23 @@ pub async fn install(
         apply,
         available: began.elapsed() - apply,
     })
+}
+
+/// Rewrites weft's image references in `manifests` (see [`ImageOverride`]).
+pub fn override_images(
+    manifests: &mut [apply::Manifest],
+    images: &ImageOverride,
+) -> Result<usize, MeshError> {
+    let mut changed = 0;
+    for m in manifests.iter_mut() {
+        let mut value = serde_json::to_value(&m.object).map_err(|e| MeshError::Invalid(e.to_string()))?;
+        let n = images.apply(&mut value);
+        if n > 0 {
+            m.object = serde_json::from_value(value).map_err(|e| MeshError::Invalid(e.to_string()))?;
+            changed += n;
+        }
+    }
+    Ok(changed)
 }
 
 /// Waits until every replica of a Deployment is updated and available.

@@ -5,6 +5,7 @@
 //! Shared by `e2e/tests/mesh.rs` and the `weft-demo` driver.
 
 pub mod capture;
+pub mod image_refs;
 pub mod install;
 pub mod policy;
 pub mod sync;

@@ -189,8 +189,3 @@ pub async fn wait_pods_ready(
     )
     .await
 }
-
-/// The network namespace the e2e node agent runs this pod in.
-pub fn pod_netns(pod: &Pod) -> Option<String> {
-    pod.metadata.uid.as_deref().map(crate::node::names::netns_name)
-}

@@ -1,24 +1,23 @@
 //! Shared by the mesh e2e binaries (`mesh.rs`, `mesh_resilience.rs`): a meshed test world
-//! (node agent, weft installed like `make install`, one labelled namespace), common
-//! workloads, background load and config snapshots.
+//! (the real test node, weft installed from its images like `make install`, one labelled
+//! namespace), common workloads, background load and config snapshots.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 use weft_e2e::mesh::policy;
 use weft_e2e::mesh::traffic::{Batch, Reply, format_tally, tally};
 use weft_e2e::mesh::workload::{self, DemoApp};
-use weft_e2e::mesh::{install, sync, wait_for};
-use weft_e2e::node::{Agent, AgentConfig};
+use weft_e2e::mesh::{install, sync};
+use weft_e2e::worker::WorkerNode;
 use weft_e2e::{ControlPlane, TestNamespace, shared};
 
-/// One agent per host at a time: tests of this binary take turns.
+/// The mesh settings (MeshConfig) are cluster-wide: tests of this binary take turns.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -29,23 +28,17 @@ pub fn root() -> bool {
         .unwrap_or(false)
 }
 
-pub fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_weft-demo-app"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A meshed test world: the agent, weft installed, one labelled namespace.
+/// A meshed test world: the node, weft installed, one labelled namespace.
 pub struct World {
-    agent: Option<Agent>,
+    cp: &'static ControlPlane,
+    node: &'static WorkerNode,
     ns: Option<TestNamespace<'static>>,
     pub client: kube::Client,
 }
 
 impl World {
     /// For test `test`: `None` (saying it is skipped) unless root; else waits for this
-    /// binary's turn (one node agent per host) and starts a world.
+    /// binary's turn (the mesh modes are cluster-wide) and starts a world.
     pub async fn begin(
         test: &str,
         prefix: &str,
@@ -72,8 +65,9 @@ impl World {
         }
     }
 
-    /// Starts the agent, installs weft (as `make install` does), creates a labelled
-    /// namespace and proves the API server reaches the webhook through its Service.
+    /// Starts (or reuses) this binary's node, installs weft (as `make install` does: the
+    /// controller runs from its image), creates a labelled namespace and proves the API
+    /// server reaches the webhook through its Service.
     pub async fn start(prefix: &str, access: &str, mtls: &str) -> Self {
         let filter =
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "weft_e2e=info".into());
@@ -81,27 +75,8 @@ impl World {
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
-        let dir = bin_dir();
-        for bin in ["weft-proxy", "weft-controller", "weft-demo-app"] {
-            assert!(
-                dir.join(bin).is_file(),
-                "{bin} missing in {}: run `cargo build --workspace --bins` (make e2e does)",
-                dir.display()
-            );
-        }
-        let cp: &'static ControlPlane = shared::control_plane().unwrap();
+        let (cp, node): (&'static ControlPlane, &'static WorkerNode) = shared::node().unwrap();
         let client = cp.client().unwrap();
-        let mut config = AgentConfig::new("weft-node-0");
-        config.bin_dir = dir;
-        config.api_server = Some(format!("127.0.0.1:{}", cp.ports().apiserver).parse().unwrap());
-        config.state_dir = std::env::temp_dir().join(format!("weft-mesh-test-{}", std::process::id()));
-        let agent = Agent::start(client.clone(), config).await.unwrap();
-        // Controller pods left by an earlier agent (a test that panicked) would be
-        // restarted in fresh sandboxes; start from new ones instead.
-        let stale: Api<Pod> = Api::namespaced(client.clone(), install::SYSTEM_NAMESPACE);
-        let _ = stale
-            .delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default())
-            .await;
         let began = Instant::now();
         let report = install::install(&client, &weft_e2e::apply::repo_root(), READY_TIMEOUT, &|s| {
             eprintln!("install: {s}")
@@ -128,10 +103,45 @@ impl World {
             began.elapsed()
         );
         Self {
-            agent: Some(agent),
+            cp,
+            node,
             ns: Some(ns),
             client,
         }
+    }
+
+    /// The network namespace of `pod` (for `ip netns exec`), with the pod's resolv.conf so
+    /// names resolve through the cluster DNS as in the pod.
+    pub fn netns(&self, pod: &Pod) -> String {
+        self.node
+            .pod_network(pod.metadata.uid.as_deref().unwrap())
+            .unwrap()
+            .netns
+    }
+
+    /// The node.
+    pub fn node(&self) -> &'static WorkerNode {
+        self.node
+    }
+
+    /// Runs kubectl (the built one, admin kubeconfig): (success, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(&self.cp.binaries().kubectl)
+            .arg("--kubeconfig")
+            .arg(self.cp.kubeconfig_path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The host end of `pod`'s veth (packet captures).
+    pub fn host_veth(&self, pod: &Pod) -> String {
+        weft_e2e::worker::pods::host_veth(&self.netns(pod)).unwrap()
     }
 
     pub fn ns(&self) -> &str {
@@ -175,32 +185,13 @@ impl World {
         began.elapsed()
     }
 
-    /// Deletes the namespace while the agent still runs its pods, then stops the agent.
+    /// Deletes the test namespace and waits until the kubelet has removed its pods (weft
+    /// stays installed for the binary's next test).
     pub async fn stop(mut self) {
         if let Some(ns) = self.ns.take() {
-            ns.delete_and_wait(Duration::from_secs(90), |_| async {})
+            ns.delete_and_wait(Duration::from_secs(120), |_| async {})
                 .await
                 .unwrap();
-        }
-        // weft-system's pods go too, while this agent still runs them: the next test's
-        // agent installs weft afresh instead of inheriting pods whose sandboxes are gone.
-        let nss: Api<Namespace> = Api::all(self.client.clone());
-        let _ = nss.delete(install::SYSTEM_NAMESPACE, &Default::default()).await;
-        wait_for("weft-system to be deleted", Duration::from_secs(90), || {
-            let nss = nss.clone();
-            async move {
-                let gone = nss
-                    .get_opt(install::SYSTEM_NAMESPACE)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_none();
-                Ok(gone.then_some(()))
-            }
-        })
-        .await
-        .unwrap();
-        if let Some(agent) = self.agent.take() {
-            agent.shutdown().await;
         }
     }
 }
