@@ -54,16 +54,15 @@ async fn split_layout(w: &World) -> (String, Pod) {
 /// splits `app-svc` as `want` (another change, e.g. endpoints settling, may land first).
 async fn split_in_sidecar(w: &World, client: &Pod, before: &str, want: &[(&str, u64)]) -> Duration {
     let began = Instant::now();
-    sync::wait_in_force(&w.client, client, before, Duration::from_secs(10))
+    sync::wait_in_force(&w.client, w.node().cri(), client, before, Duration::from_secs(10))
         .await
         .unwrap();
-    let ip = client.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
     let root = format!("{}/app-svc", w.ns());
     wait_for(
         "the split in the client's sidecar",
         Duration::from_secs(10),
         || async {
-            let loaded = sync::proxy_config(&ip).await?;
+            let loaded = sync::proxy_config(w.node().cri(), client).await?;
             match sync::split_weights(&loaded, &root) {
                 Some(got) if sync::same_proportions(&got, want) => Ok(Some(())),
                 other => Err(format!("sidecar split: {other:?}")),

@@ -377,10 +377,18 @@ async fn injected_pods_run_as_specified_on_the_real_kubelet() {
         ok && !logs.trim().is_empty(),
         "kubectl logs of the sidecar: {err}"
     );
+    assert!(
+        !logs.contains('\u{1b}'),
+        "no terminal colour codes in the sidecar's container logs: {logs}"
+    );
     let (ok, logs, err) = w.kubectl(&["-n", "weft-system", "logs", "deploy/weft-controller"]);
     assert!(
         ok && !logs.trim().is_empty(),
         "kubectl logs of the controller: {err}"
+    );
+    assert!(
+        !logs.contains('\u{1b}'),
+        "no terminal colour codes in the controller's container logs: {logs}"
     );
     eprintln!(
         "sidecar pid {pid}: uid 2102, {cap_eff}, root {opts}, memory limit {}; controller log lines: {}",

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use weft_e2e::apply;
@@ -71,6 +71,7 @@ struct Outcome {
 /// The demo's state: client, productpage netns, summary lines.
 struct Demo {
     client: kube::Client,
+    cri: pods::Cri,
     netns: String,
     summary: Vec<Outcome>,
 }
@@ -149,7 +150,7 @@ impl Demo {
             self.apply(o).await?;
         }
         for (p, h) in pods.iter().zip(&before) {
-            sync::wait_in_force(&self.client, p, h, Duration::from_secs(30)).await?;
+            sync::wait_in_force(&self.client, &self.cri, p, h, Duration::from_secs(30)).await?;
         }
         Ok(began.elapsed())
     }
@@ -212,6 +213,19 @@ fn step(n: usize, title: &str) {
 async fn run(args: &Args) -> anyhow::Result<bool> {
     let client = client(args.kubeconfig.clone()).await?;
     step(1, "Install weft from crds/ and manifests/");
+    for node in Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+    {
+        let info = node.status.and_then(|s| s.node_info).unwrap_or_default();
+        say(&format!(
+            "node {}: kubelet {}, {}",
+            node.metadata.name.unwrap_or_default(),
+            info.kubelet_version,
+            info.container_runtime_version
+        ));
+    }
     install_weft(&client, args).await?;
     install::set_mesh_modes(&client, "permissive", "permissive").await?;
     say("MeshConfig default: accessMode permissive, mtlsMode permissive (policies come later)");
@@ -270,20 +284,21 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         .as_deref()
         .context("productpage has no uid")?;
     let node_dir = args.root.join(&args.node_dir);
-    let net = pods::pod_network(
+    let cri = pods::Cri::new(
         &binaries::node_tools_dir().join("crictl"),
         &node_dir.join("crictl.yaml"),
-        uid,
-    )
-    .map_err(anyhow::Error::msg)
-    .context("finding productpage's network namespace on the dev cluster node")?;
-    pods::install_resolv_conf(&net).context("writing productpage's resolv.conf for ip netns exec")?;
-    let netns = net.netns;
+    );
+    let netns = cri
+        .pod_network(uid)
+        .map_err(anyhow::Error::msg)
+        .context("finding productpage's network namespace on the dev cluster node")?
+        .netns;
     say(&format!(
         "requests are sent from productpage's network namespace {netns}, through its sidecar"
     ));
     let mut demo = Demo {
         client: client.clone(),
+        cri,
         netns,
         summary: Vec::new(),
     };

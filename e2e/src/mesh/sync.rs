@@ -1,16 +1,17 @@
 //! Knowing when a config change is in force: the operator's per-identity ConfigMap
 //! (`weft-proxy-<sa>`, hash annotation `weft.dev/config-hash`) and what a pod's sidecar
-//! reports on its admin port (`GET :15020/config`, reached from the node: the admin port
-//! is never redirected).
+//! reports on its admin port (`GET 127.0.0.1:15020/config`, asked from inside the pod's
+//! network namespace: beyond probes and metrics the admin API answers loopback peers only,
+//! and loopback is never redirected).
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_proxy_config::{CATALOG_KEY, CatalogIndex, CatalogShard, INDEX_KEY, ProxyConfig};
 
 use super::{MeshError, wait_for};
+use crate::worker::pods::Cri;
 
 /// Annotation holding the rendered config's hash.
 pub const HASH_ANNOTATION: &str = "weft.dev/config-hash";
@@ -103,29 +104,39 @@ async fn assemble_versioned(
     Ok((value, Some(index_hash)))
 }
 
-/// The config the sidecar of the pod at `ip` has loaded (`GET http://ip:15020/config`).
-pub async fn proxy_config(ip: &str) -> Result<serde_json::Value, String> {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect((ip, 15020))
-            .await
-            .map_err(|e| e.to_string())?;
-        let req = format!("GET /config HTTP/1.1\r\nHost: {ip}:15020\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out);
-        let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
-        if !head.starts_with("HTTP/1.1 200") {
-            return Err(format!(
-                "admin /config: {}",
-                head.lines().next().unwrap_or_default()
-            ));
-        }
-        serde_json::from_str(body).map_err(|e| format!("admin /config body: {e}"))
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
+/// The config the sidecar of `pod` has loaded (`GET http://127.0.0.1:15020/config` from
+/// inside the pod's network namespace).
+pub async fn proxy_config(cri: &Cri, pod: &Pod) -> Result<serde_json::Value, String> {
+    let uid = pod.metadata.uid.as_deref().ok_or("pod without uid")?;
+    let netns = cri.pod_network(uid)?.netns;
+    let out = tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &netns,
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg("http://127.0.0.1:15020/config")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(8), out)
         .await
         .map_err(|_| "admin /config timed out".to_string())?
+        .map_err(|e| format!("running curl in {netns}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
+    if code != "200" {
+        return Err(format!(
+            "admin /config: HTTP {code} {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| format!("admin /config body: {e}"))
 }
 
 /// The hash of the pod's identity ConfigMap now (empty if none).
@@ -151,22 +162,18 @@ fn pod_identity(pod: &Pod) -> Result<(String, String), MeshError> {
 /// sidecar serves exactly that new config. Returns how long it took.
 pub async fn wait_in_force(
     client: &kube::Client,
+    cri: &Cri,
     pod: &Pod,
     before: &str,
     timeout: Duration,
 ) -> Result<Duration, MeshError> {
     let began = Instant::now();
     let (ns, sa) = pod_identity(pod)?;
-    let ip = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .unwrap_or_default();
     wait_for(
         &format!("the new config of {ns}/{sa} in its sidecar"),
         timeout,
         || {
-            let (ns, sa, ip) = (ns.clone(), sa.clone(), ip.clone());
+            let (ns, sa) = (ns.clone(), sa.clone());
             async move {
                 let Some((hash, rendered)) = identity_config(client, &ns, &sa).await? else {
                     return Err("no ConfigMap yet".into());
@@ -174,7 +181,7 @@ pub async fn wait_in_force(
                 if hash == before {
                     return Err("ConfigMap unchanged".into());
                 }
-                let loaded = proxy_config(&ip).await?;
+                let loaded = proxy_config(cri, pod).await?;
                 if loaded == rendered {
                     Ok(Some(()))
                 } else {
@@ -199,13 +206,14 @@ pub async fn hashes(client: &kube::Client, pods: &[Pod]) -> Result<Vec<String>, 
 /// [`wait_in_force`] for every pod (with its hash from [`hashes`]). Returns the total time.
 pub async fn wait_all(
     client: &kube::Client,
+    cri: &Cri,
     pods: &[Pod],
     before: &[String],
     timeout: Duration,
 ) -> Result<Duration, MeshError> {
     let began = Instant::now();
     for (p, h) in pods.iter().zip(before) {
-        wait_in_force(client, p, h, timeout).await?;
+        wait_in_force(client, cri, p, h, timeout).await?;
     }
     Ok(began.elapsed())
 }

@@ -114,6 +114,7 @@ pub struct StartReport {
 pub struct WorkerNode {
     layout: NodeLayout,
     binaries: NodeBinaries,
+    cri: pods::Cri,
     procs: Mutex<Vec<ManagedProcess>>,
     temp: Mutex<Option<tempfile::TempDir>>,
     keep_logs: AtomicBool,
@@ -157,9 +158,11 @@ impl WorkerNode {
             .create_dirs()
             .map_err(step("creating the node's directories"))?;
         teardown::claim(&root).map_err(step("claiming the machine's node"))?;
+        let cri = pods::Cri::new(&binaries.crictl, &layout.crictl_config);
         let mut node = Self {
             layout,
             binaries,
+            cri,
             procs: Mutex::new(Vec::new()),
             temp: Mutex::new(temp),
             // Until startup succeeds, a drop keeps the logs (they explain the failure).
@@ -340,15 +343,17 @@ impl WorkerNode {
     /// The network of the pod with `uid` (its netns for `ip netns exec`), with the pod's
     /// resolv.conf installed for commands run there.
     pub fn pod_network(&self, uid: &str) -> Result<PodNetwork, String> {
-        let net = pods::pod_network(&self.binaries.crictl, &self.layout.crictl_config, uid)?;
-        pods::install_resolv_conf(&net)
-            .map_err(|e| format!("writing /etc/netns/{}/resolv.conf: {e}", net.netns))?;
-        Ok(net)
+        self.cri.pod_network(uid)
+    }
+
+    /// The node's CRI (pods' networks and containers).
+    pub fn cri(&self) -> &pods::Cri {
+        &self.cri
     }
 
     /// The host PID of container `container` of the pod with `uid`.
     pub fn container_pid(&self, uid: &str, container: &str) -> Result<u32, String> {
-        pods::container_pid(&self.binaries.crictl, &self.layout.crictl_config, uid, container)
+        self.cri.container_pid(uid, container)
     }
 
     /// Keep the logs when shutting down (a test failed).
@@ -384,15 +389,35 @@ impl WorkerNode {
         }
         teardown::release();
         let temp = self.temp.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if self.keep_logs.load(Ordering::SeqCst) {
-            let logs = self.layout.logs.display().to_string();
-            if let Some(t) = temp {
+        let keep = self.keep_logs.load(Ordering::SeqCst);
+        match temp {
+            Some(t) if !keep => drop(t),
+            Some(t) => {
+                remove_all_but_logs(&self.layout);
                 let _ = t.keep();
+                eprintln!("weft-e2e: node logs kept in {}", self.layout.logs.display());
             }
-            eprintln!("weft-e2e: node logs kept in {logs}");
-        } else if let Some(t) = temp {
-            drop(t);
+            // A persistent state dir (the dev cluster's) keeps only its logs.
+            None => remove_all_but_logs(&self.layout),
         }
+    }
+}
+
+/// Removes everything in the state dir but `logs/` (nothing is mounted there any more).
+fn remove_all_but_logs(layout: &NodeLayout) {
+    let Ok(entries) = std::fs::read_dir(&layout.root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path == layout.logs {
+            continue;
+        }
+        let _ = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
     }
 }
 

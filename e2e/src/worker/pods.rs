@@ -5,7 +5,9 @@
 //! names resolve through the cluster's CoreDNS exactly as in the pod), and the host end of
 //! its veth (for packet captures).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -24,6 +26,47 @@ pub struct PodNetwork {
     pub netns: String,
     /// The pod's resolv.conf as the kubelet configured it.
     pub resolv_conf: String,
+}
+
+/// The node's CRI as tests and the demo use it (crictl with the node's config), with the
+/// pods' networks cached by UID (a sandbox keeps its netns for its whole life).
+#[derive(Debug)]
+pub struct Cri {
+    crictl: PathBuf,
+    config: PathBuf,
+    networks: Mutex<HashMap<String, PodNetwork>>,
+}
+
+impl Cri {
+    /// crictl at `crictl` talking to the node whose crictl config is `config`.
+    pub fn new(crictl: &Path, config: &Path) -> Self {
+        Self {
+            crictl: crictl.to_path_buf(),
+            config: config.to_path_buf(),
+            networks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The network of the pod with `uid`, with the pod's resolv.conf installed for
+    /// `ip netns exec`.
+    pub fn pod_network(&self, uid: &str) -> Result<PodNetwork, String> {
+        if let Some(n) = self.networks.lock().unwrap_or_else(|p| p.into_inner()).get(uid) {
+            return Ok(n.clone());
+        }
+        let net = pod_network(&self.crictl, &self.config, uid)?;
+        install_resolv_conf(&net)
+            .map_err(|e| format!("writing /etc/netns/{}/resolv.conf: {e}", net.netns))?;
+        self.networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_string(), net.clone());
+        Ok(net)
+    }
+
+    /// The host PID of container `container` of the pod with `uid`.
+    pub fn container_pid(&self, uid: &str, container: &str) -> Result<u32, String> {
+        container_pid(&self.crictl, &self.config, uid, container)
+    }
 }
 
 /// Finds the netns path and DNS config in `crictl inspectp -o json` output.

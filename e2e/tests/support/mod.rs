@@ -179,9 +179,15 @@ impl World {
         let before = sync::hashes(&self.client, pods).await.unwrap();
         let began = Instant::now();
         act.await;
-        sync::wait_all(&self.client, pods, &before, Duration::from_secs(30))
-            .await
-            .unwrap();
+        sync::wait_all(
+            &self.client,
+            self.node.cri(),
+            pods,
+            &before,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         began.elapsed()
     }
 
