@@ -46,7 +46,7 @@ lint: ## rustfmt check + clippy with -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test no-dev-cluster
-test: deps kube-bins lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests
+test: deps kube-bins images lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
 # The e2e tests run their own node agent; only one may run per machine.
