@@ -118,6 +118,11 @@ else
   echo "images: built in $(( $(date +%s) - start ))s"
 fi
 
+# Keep the few most recently used cache entries (other clones have their own keys).
+touch "$dir"
+ls -1dt "$cache/images/"*-*/ 2>/dev/null | tail -n +$(( ${WEFT_IMAGES_KEEP:-4} + 1 )) | while IFS= read -r old; do
+  echo "images: pruning old cache entry $old"; rm -rf "$old"; done
+
 mkdir -p target/images
 for n in "${names[@]}"; do ln -sfn "$dir/$n.tar" "target/images/$n.tar"; done
 cp "$dir/images.json" target/images/images.json.tmp && mv target/images/images.json.tmp target/images/images.json

@@ -190,3 +190,63 @@ fn images_import_and_run_in_containerd() {
     assert!(called.contains("\"path\":\"/status/200\""), "{called}");
     ctrd.must(&["tasks", "kill", "-s", "SIGTERM", "demo-app"]);
 }
+
+/// What a failing test leaves behind — a running task, its shim, an image mount — is
+/// gone once the guard drops (as it does while a failed assertion unwinds).
+#[test]
+fn teardown_leaves_no_process_mount_cgroup_or_directory() {
+    if !support::is_root() {
+        support::skip(
+            "teardown_leaves_no_process_mount_cgroup_or_directory",
+            "not running as root",
+        );
+        return;
+    }
+    let cat = support::catalog();
+    let ctrd = Containerd::start();
+    ctrd.must(&[
+        "images",
+        "import",
+        &cat.images["demo-app"].archive.display().to_string(),
+    ]);
+    let demo = reference("demo-app");
+    ctrd.must(&["run", "-d", &demo, "left-running"]);
+    let mnt = ctrd.dir().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ctrd.must(&["images", "mount", &demo, &mnt.display().to_string()]);
+    let (pid, dir, socket) = (ctrd.pid(), ctrd.dir().to_path_buf(), ctrd.socket.clone());
+    let namespace = ctrd.namespace.clone();
+    assert!(
+        !support::containerd::cgroups(&namespace).is_empty(),
+        "the task has cgroups"
+    );
+    assert!(
+        !support::containerd::shims(&socket).is_empty(),
+        "the task has a shim"
+    );
+    assert!(
+        !support::containerd::mounts_under(&dir).is_empty(),
+        "the image is mounted"
+    );
+    drop(ctrd);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "containerd {pid} still runs"
+    );
+    assert_eq!(
+        support::containerd::shims(&socket),
+        Vec::<i32>::new(),
+        "shims left"
+    );
+    assert_eq!(
+        support::containerd::mounts_under(&dir),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
+    assert_eq!(
+        support::containerd::cgroups(&namespace),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups left"
+    );
+}

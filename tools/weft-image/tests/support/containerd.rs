@@ -1,7 +1,7 @@
 //! A throwaway containerd: its own root, state, socket and config (CRI plugin off) in a
 //! temporary directory, started by the test and, on drop — also after a failed
 //! assertion — stripped of its tasks and containers, killed by PID together with any
-//! shim it left, its mounts detached and its directory removed.
+//! shim it left, its mounts detached, its cgroups and its directory removed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -70,6 +70,11 @@ impl Containerd {
         }
     }
 
+    /// containerd's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The temporary directory.
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().map(|d| d.path()).unwrap()
@@ -122,38 +127,75 @@ impl Containerd {
         let dir = self.dir().to_path_buf();
         kill_shims(&self.socket);
         unmount_under(&dir);
+        for cg in cgroups(&self.namespace) {
+            remove_cgroup(&cg);
+        }
     }
+}
+
+/// PIDs of the shims serving `socket`.
+pub fn shims(socket: &Path) -> Vec<i32> {
+    let needle = socket.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains("containerd-shim") && cmdline.contains(&needle)).then_some(pid)
+        })
+        .collect()
+}
+
+/// Mount points at or below `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cgroup directories runc made for `namespace` (`/sys/fs/cgroup/<controller>/<ns>`).
+pub fn cgroups(namespace: &str) -> Vec<PathBuf> {
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    controllers
+        .flatten()
+        .map(|c| c.path().join(namespace))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes an (empty) cgroup and its child cgroups, deepest first.
+fn remove_cgroup(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for c in children.flatten() {
+            if c.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&c.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// SIGKILLs shims still serving our socket (found by PID through their command line).
 fn kill_shims(socket: &Path) {
-    let needle = socket.to_string_lossy().into_owned();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("containerd-shim") && cmdline.contains(&needle) {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+    for pid in shims(socket) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
 /// Detaches every mount below `dir`, deepest first.
 fn unmount_under(dir: &Path) {
-    let prefix = dir.to_string_lossy().into_owned();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
-        .map(str::to_string)
-        .collect();
+    let mut points = mounts_under(dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let c = std::ffi::CString::new(p).unwrap();
