@@ -113,7 +113,8 @@ else
   # Written last: its presence marks a complete cache entry.
   args=(); for n in "${names[@]}"; do args+=("$n=$dir/$n.tar"); done
   "$dir/bin/weft-image" catalog --out "$dir/images.json.tmp" --meta "version=$version" \
-    --meta "source_hash=$hash" --meta "cache_dir=$dir" --meta "rustc=$rustc_release" "${args[@]}"
+    --meta "source_hash=$hash" --meta "cache_dir=$dir" --meta "rustc=$rustc_release" \
+    --meta "weft_image=$dir/bin/weft-image" "${args[@]}"
   mv "$dir/images.json.tmp" "$dir/images.json"
   echo "images: built in $(( $(date +%s) - start ))s"
 fi

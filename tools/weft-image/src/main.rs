@@ -157,7 +157,10 @@ fn with_recipe(args: PackArgs) -> anyhow::Result<PackArgs> {
 
 fn pack(args: PackArgs) -> anyhow::Result<()> {
     let args = with_recipe(args)?;
-    let reference = ImageRef::parse(args.reference.as_deref().unwrap_or_default())?;
+    let Some(reference) = args.reference.as_deref() else {
+        bail!("--ref is required (on the command line or in the recipe)");
+    };
+    let reference = ImageRef::parse(reference)?;
     let env = args.env.clone();
     if let Some(bad) = env.iter().find(|e| !e.contains('=')) {
         bail!("--env {bad:?}: expected K=V");

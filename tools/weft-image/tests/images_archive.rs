@@ -70,11 +70,14 @@ fn catalog_matches_the_archives() {
             s.archive_sha256, e.archive_sha256,
             "{name}: archive changed since make images"
         );
-        let link = support::repo_root().join(format!("target/images/{name}.tar"));
-        assert_eq!(
-            std::fs::canonicalize(link).unwrap(),
-            std::fs::canonicalize(&e.archive).unwrap()
-        );
+        if std::env::var_os("WEFT_IMAGES_JSON").is_none() {
+            // make images' stable names point at the catalogued archives.
+            let link = support::repo_root().join(format!("target/images/{name}.tar"));
+            assert_eq!(
+                std::fs::canonicalize(link).unwrap(),
+                std::fs::canonicalize(&e.archive).unwrap()
+            );
+        }
     }
 }
 
