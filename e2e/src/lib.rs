@@ -5,7 +5,6 @@
 
 pub mod apply;
 pub mod control_plane;
-pub mod demo_app;
 pub mod dev_cluster;
 pub mod mesh;
 pub mod namespace;

@@ -24,11 +24,11 @@ rustc_release=$(sed -n 's/^release: //p' <<<"$rustc_v")
 
 # The cache key: every input of the binaries and of the packing, and the toolchain.
 key_files() {
-  printf '%s\n' Cargo.toml Cargo.lock proxy/Cargo.toml proxy/config/Cargo.toml e2e/Cargo.toml \
-    tools/weft-image/Cargo.toml e2e/kube/go.mod mk/images.mk
-  find src proxy/src proxy/config/src e2e/src tools/weft-image/src "$here" -type f
+  printf '%s\n' Cargo.toml Cargo.lock proxy/Cargo.toml proxy/config/Cargo.toml \
+    tools/weft-image/Cargo.toml e2e/demo-app/Cargo.toml mk/images.mk
+  find src proxy/src proxy/config/src e2e/demo-app/src tools/weft-image/src "$here" -type f
   for f in rust-toolchain rust-toolchain.toml .cargo/config.toml .cargo/config build.rs proxy/build.rs \
-      proxy/config/build.rs e2e/build.rs; do [ -f "$f" ] && echo "$f"; done
+      proxy/config/build.rs e2e/demo-app/build.rs; do [ -f "$f" ] && echo "$f"; done
   return 0
 }
 hash=$( { key_files | LC_ALL=C sort -u | while IFS= read -r f; do
@@ -58,7 +58,7 @@ else
   flags+="${sep}--remap-path-prefix=$root=/weft${sep}--remap-path-prefix=$cargo_home=/cargo"
   case "$target_dir" in "$root"/*|"") ;; *) flags+="${sep}--remap-path-prefix=$target_dir=/target";; esac
   env -u RUSTFLAGS CARGO_ENCODED_RUSTFLAGS="$flags" "$CARGO" build --release --locked --target "$target" \
-    -p weft-controller --bin weft-controller -p weft-proxy --bin weft-proxy -p weft-e2e --bin weft-demo-app
+    -p weft-controller --bin weft-controller -p weft-proxy --bin weft-proxy -p weft-demo-app --bin weft-demo-app
   out="${target_dir:-$root/target}/$target/release"
   for b in weft-controller weft-proxy weft-demo-app; do cp "$out/$b" "$dir/bin/$b"; done
   "$CARGO" build --release --locked -q -p weft-image

@@ -1,4 +1,4 @@
-//! `weft-demo-app`: the small app e2e pods and the demo run (see `weft_e2e::demo_app`).
+//! `weft-demo-app`: the small app e2e pods and the demo run (see the library).
 //!
 //! `weft-demo-app [--http-port 8080] [--echo-port 9000] [--fail-rate 0.3]` serves until
 //! SIGTERM/SIGINT; `weft-demo-app --exit-code 3 --message "boom"` prints the message to
@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
 use clap::Parser;
-use weft_e2e::demo_app::Identity;
-use weft_e2e::demo_app::server::{Config, run};
+use weft_demo_app::Identity;
+use weft_demo_app::server::{Config, run};
 
 #[derive(Debug, Parser)]
 #[command(
