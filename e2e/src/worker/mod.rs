@@ -47,6 +47,10 @@ pub struct NodeOptions {
     pub images: Vec<PathBuf>,
     /// Budget for the whole start.
     pub ready_timeout: Duration,
+    /// How long to wait for another live process's node to go away before failing with
+    /// [`NodeError::AlreadyRunning`] (`WEFT_NODE_WAIT_SECS` for the shared test node; 0 by
+    /// default: fail at once and say who runs it).
+    pub wait_for_other: Duration,
 }
 
 impl Default for NodeOptions {
@@ -55,6 +59,7 @@ impl Default for NodeOptions {
             state_dir: None,
             images: Vec::new(),
             ready_timeout: Duration::from_secs(180),
+            wait_for_other: Duration::ZERO,
         }
     }
 }
@@ -125,25 +130,10 @@ pub struct WorkerNode {
 impl WorkerNode {
     /// Starts the node against `cp` and waits until it runs pods, Services and DNS.
     pub async fn start(cp: &ControlPlane, options: NodeOptions) -> Result<Self, NodeError> {
-        let began = Instant::now();
         let binaries = NodeBinaries::locate()?;
         let node_ip: IpAddr = cp.node_address().ok_or(NodeError::NoNodeAddress)?;
-        if let Some(owner) = teardown::read_owner()
-            && owner.pid != std::process::id()
-        {
-            if teardown::alive(owner.pid) {
-                return Err(NodeError::AlreadyRunning(owner.pid, owner.state_dir));
-            }
-            tracing::warn!(pid = owner.pid, dir = %owner.state_dir.display(), "cleaning up the node of a dead run");
-            stale::clean_stale(&binaries, &owner.state_dir);
-        }
         let (temp, root) = match &options.state_dir {
-            Some(dir) => {
-                // Never recurse into a mount of an earlier run (volumes, rootfs overlays).
-                teardown::unmount_under(dir);
-                let _ = std::fs::remove_dir_all(dir);
-                (None, dir.clone())
-            }
+            Some(dir) => (None, dir.clone()),
             None => {
                 let t = tempfile::Builder::new()
                     .prefix("weft-node-")
@@ -153,11 +143,45 @@ impl WorkerNode {
                 (Some(t), root)
             }
         };
+        // One node per machine: claim it atomically, waiting for (or cleaning up after)
+        // whoever holds it.
+        let waiting_since = Instant::now();
+        loop {
+            match teardown::claim(&root) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(step("claiming the machine's node")(e)),
+            }
+            match teardown::read_owner() {
+                Some(owner) if owner.pid != std::process::id() && teardown::alive(owner.pid) => {
+                    if waiting_since.elapsed() >= options.wait_for_other {
+                        return Err(NodeError::AlreadyRunning(owner.pid, owner.state_dir));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Some(owner) => {
+                    tracing::warn!(pid = owner.pid, dir = %owner.state_dir.display(), "cleaning up the node of a dead run");
+                    stale::clean_stale(&binaries, &owner.state_dir);
+                }
+                // Unreadable (being written, or garbage): give its writer a moment.
+                None => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if teardown::read_owner().is_none() {
+                        let _ = std::fs::remove_file(teardown::OWNER_FILE);
+                    }
+                }
+            }
+        }
+        let began = Instant::now();
+        if options.state_dir.is_some() {
+            // Never recurse into a mount of an earlier run (volumes, rootfs overlays).
+            teardown::unmount_under(&root);
+            let _ = std::fs::remove_dir_all(&root);
+        }
         let layout = NodeLayout::new(&root, &cp.layout().pki.join("ca.crt"));
         layout
             .create_dirs()
             .map_err(step("creating the node's directories"))?;
-        teardown::claim(&root).map_err(step("claiming the machine's node"))?;
         let cri = pods::Cri::new(&binaries.crictl, &layout.crictl_config);
         let mut node = Self {
             layout,
