@@ -37,8 +37,10 @@ hash=$( { key_files | LC_ALL=C sort -u | while IFS= read -r f; do
 dir="$cache/images/$version-$hash"
 names=(controller proxy demo-app)
 
+# One lock per cache entry: builds of different sources (other clones) never wait for each
+# other; the same entry is built once while others wait for it.
 mkdir -p "$cache/images"
-exec 9>"$cache/images/.lock"
+exec 9>"$cache/images/.$version-$hash.lock"
 flock 9
 
 if [ -f "$dir/images.json" ]; then
@@ -121,8 +123,13 @@ fi
 
 # Keep the few most recently used cache entries (other clones have their own keys).
 touch "$dir"
+# An entry whose lock another make images holds (building or reading it) is skipped.
 ls -1dt "$cache/images/"*-*/ 2>/dev/null | tail -n +$(( ${WEFT_IMAGES_KEEP:-4} + 1 )) | while IFS= read -r old; do
-  echo "images: pruning old cache entry $old"; rm -rf "$old"; done
+  old=${old%/}; lock="$cache/images/.$(basename "$old").lock"
+  if ( flock -n 8 && rm -rf "$old" ) 8>"$lock"; then
+    echo "images: pruned old cache entry $old"; rm -f "$lock"
+  fi
+done
 
 mkdir -p target/images
 for n in "${names[@]}"; do ln -sfn "$dir/$n.tar" "target/images/$n.tar"; done
