@@ -75,14 +75,8 @@ pub fn node() -> Result<(&'static ControlPlane, &'static WorkerNode), Unavailabl
     }
     let node = NODE.get_or_init(|| {
         let images = images::archives_in(&images::weft_images_dir(&crate::apply::repo_root())).map_err(|e| e.to_string())?;
-        let wait = std::env::var("WEFT_NODE_WAIT_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(std::time::Duration::from_secs)
-            .unwrap_or_default();
         let options = NodeOptions {
             images,
-            wait_for_other: wait,
             ..NodeOptions::default()
         };
         let started = std::thread::spawn(move || {

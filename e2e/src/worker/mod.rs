@@ -48,8 +48,8 @@ pub struct NodeOptions {
     /// Budget for the whole start.
     pub ready_timeout: Duration,
     /// How long to wait for another live process's node to go away before failing with
-    /// [`NodeError::AlreadyRunning`] (`WEFT_NODE_WAIT_SECS` for the shared test node; 0 by
-    /// default: fail at once and say who runs it).
+    /// [`NodeError::AlreadyRunning`]: `$WEFT_NODE_WAIT_SECS` by default, else 0 (fail at once
+    /// and say who runs it).
     pub wait_for_other: Duration,
 }
 
@@ -59,7 +59,11 @@ impl Default for NodeOptions {
             state_dir: None,
             images: Vec::new(),
             ready_timeout: Duration::from_secs(180),
-            wait_for_other: Duration::ZERO,
+            wait_for_other: std::env::var("WEFT_NODE_WAIT_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs)
+                .unwrap_or_default(),
         }
     }
 }
