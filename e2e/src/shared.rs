@@ -74,7 +74,9 @@ pub fn node() -> Result<(&'static ControlPlane, &'static WorkerNode), Unavailabl
         ));
     }
     let node = NODE.get_or_init(|| {
-        let images = images::archives_in(&images::weft_images_dir(&crate::apply::repo_root())).map_err(|e| e.to_string())?;
+        let repo = crate::apply::repo_root();
+        images::check_fresh(&repo).map_err(|e| e.to_string())?;
+        let images = images::archives_in(&images::weft_images_dir(&repo)).map_err(|e| e.to_string())?;
         let options = NodeOptions {
             images,
             ..NodeOptions::default()

@@ -35,6 +35,9 @@ hash=$( { key_files | LC_ALL=C sort -u | while IFS= read -r f; do
             printf '%s %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$f"; done
           printf '%s\n' "$rustc_v" "target=$target"; } | sha256sum | cut -c1-16)
 dir="$cache/images/$version-$hash"
+# `build.sh --print-key`: the cache key of this tree (the test harness compares it with
+# target/images/images.json to refuse stale images).
+if [ "${1:-}" = "--print-key" ]; then echo "$hash"; exit 0; fi
 names=(controller proxy demo-app)
 
 # One lock per cache entry: builds of different sources (other clones) never wait for each

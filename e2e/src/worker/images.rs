@@ -15,6 +15,22 @@ pub enum ImageError {
     /// No archives where expected.
     #[error("no image archives in {0}; build them with `make images`")]
     NoArchives(PathBuf),
+    /// The archives were built from other sources than this tree's.
+    #[error(
+        "weft's images in {dir} were built from other sources (cache key {built}, this tree {tree}); \
+         rebuild them with `make images` (or set WEFT_IMAGES_DIR to use other archives as they are)"
+    )]
+    Stale {
+        /// The images dir.
+        dir: PathBuf,
+        /// The key recorded in images.json.
+        built: String,
+        /// This tree's key.
+        tree: String,
+    },
+    /// The freshness check itself failed.
+    #[error("checking weft's images: {0}")]
+    Check(String),
     /// ctr failed.
     #[error("importing {archive}: {detail}")]
     Import {
@@ -32,6 +48,35 @@ pub fn weft_images_dir(repo_root: &Path) -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root.join("target").join("images"))
+}
+
+/// Fails with [`ImageError::Stale`] unless the images in `<repo>/target/images` were built
+/// from this tree (the cache key `make images` computes, `tools/images/build.sh
+/// --print-key`, equals `meta.source_hash` in images.json). Skipped when
+/// `WEFT_IMAGES_DIR` names other archives.
+pub fn check_fresh(repo_root: &Path) -> Result<(), ImageError> {
+    if std::env::var_os("WEFT_IMAGES_DIR").is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    let dir = weft_images_dir(repo_root);
+    let index = std::fs::read(dir.join("images.json")).map_err(|_| ImageError::NoArchives(dir.clone()))?;
+    let index: serde_json::Value = serde_json::from_slice(&index).map_err(|e| ImageError::Check(format!("images.json: {e}")))?;
+    let built = index["meta"]["source_hash"].as_str().unwrap_or_default().to_string();
+    let out = Command::new("bash")
+        .arg(repo_root.join("tools/images/build.sh"))
+        .arg("--print-key")
+        .current_dir(repo_root)
+        .output()
+        .map_err(|e| ImageError::Check(format!("tools/images/build.sh --print-key: {e}")))?;
+    if !out.status.success() {
+        return Err(ImageError::Check(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if built == tree {
+        Ok(())
+    } else {
+        Err(ImageError::Stale { dir, built, tree })
+    }
 }
 
 /// The `*.tar` archives in `dir`, sorted.
