@@ -19,6 +19,15 @@ use weft_e2e::worker::{NODE_NET, NodeOptions, WorkerNode, binaries, host, images
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+fn logs() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "weft_e2e=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 fn root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
@@ -132,6 +141,7 @@ async fn a_stopped_node_leaves_nothing_on_the_host() {
         return;
     }
     let _serial = SERIAL.lock().await;
+    logs();
     let ip_forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let cp = ControlPlane::start(for_a_node()).unwrap();
     let node = WorkerNode::start(
@@ -171,6 +181,7 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
         return;
     }
     let _serial = SERIAL.lock().await;
+    logs();
     // A dev cluster (control plane + node in one `up` process) with a running pod.
     let dir = tempfile::tempdir().unwrap();
     let exe = env!("CARGO_BIN_EXE_weft-dev-cluster");
@@ -232,6 +243,11 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
         "its pod sandbox lives on"
     );
 
+    let owner = teardown::read_owner();
+    assert!(
+        owner.as_ref().is_some_and(|o| o.pid == up_pid),
+        "the killed run still owns the node: {owner:?}"
+    );
     // The next start cleans up first.
     let cp = ControlPlane::start(for_a_node()).unwrap();
     let node = WorkerNode::start(
@@ -243,9 +259,16 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
     )
     .await
     .unwrap();
+    let survivors: Vec<String> = teardown::pids_with_cmdline(&socket)
+        .iter()
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect();
     assert!(
-        teardown::pids_with_cmdline(&socket).is_empty(),
-        "stale shims killed"
+        survivors.is_empty(),
+        "stale shims should be killed, these remain: {survivors:#?}"
     );
     assert!(
         !Path::new("/var/run/netns").join(&stale_net.netns).exists(),

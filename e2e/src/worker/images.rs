@@ -60,8 +60,12 @@ pub fn check_fresh(repo_root: &Path) -> Result<(), ImageError> {
     }
     let dir = weft_images_dir(repo_root);
     let index = std::fs::read(dir.join("images.json")).map_err(|_| ImageError::NoArchives(dir.clone()))?;
-    let index: serde_json::Value = serde_json::from_slice(&index).map_err(|e| ImageError::Check(format!("images.json: {e}")))?;
-    let built = index["meta"]["source_hash"].as_str().unwrap_or_default().to_string();
+    let index: serde_json::Value =
+        serde_json::from_slice(&index).map_err(|e| ImageError::Check(format!("images.json: {e}")))?;
+    let built = index["meta"]["source_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let out = Command::new("bash")
         .arg(repo_root.join("tools/images/build.sh"))
         .arg("--print-key")
@@ -69,7 +73,9 @@ pub fn check_fresh(repo_root: &Path) -> Result<(), ImageError> {
         .output()
         .map_err(|e| ImageError::Check(format!("tools/images/build.sh --print-key: {e}")))?;
     if !out.status.success() {
-        return Err(ImageError::Check(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(ImageError::Check(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     let tree = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if built == tree {

@@ -34,16 +34,20 @@ pub fn alive(pid: u32) -> bool {
     sys::send_signal(pid, Signal::Probe).is_ok()
 }
 
-/// Writes the owner record for this process.
+/// Creates the owner record for this process; `AlreadyExists` if someone holds it (live or
+/// not: the caller decides).
 pub fn claim(state_dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
     let owner = Owner {
         pid: std::process::id(),
         state_dir: state_dir.to_path_buf(),
     };
-    std::fs::write(
-        OWNER_FILE,
-        serde_json::to_vec(&owner).map_err(std::io::Error::other)?,
-    )
+    let bytes = serde_json::to_vec(&owner).map_err(std::io::Error::other)?;
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(OWNER_FILE)?;
+    f.write_all(&bytes)
 }
 
 /// Removes the owner record if it is ours.
@@ -124,13 +128,24 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<u32> {
         .collect()
 }
 
-/// SIGKILLs every process whose command line contains `needle`; returns how many.
+/// SIGKILLs every process whose command line contains `needle` until none is left (new
+/// ones may appear meanwhile: a containerd that is going away still forks shims to delete
+/// tasks), for at most 5 s. Returns how many were killed.
 pub fn kill_matching(needle: &str) -> usize {
-    let pids = pids_with_cmdline(needle);
-    for pid in &pids {
-        let _ = sys::send_signal(*pid, Signal::Kill);
+    let began = Instant::now();
+    let mut killed = 0;
+    loop {
+        let pids = pids_with_cmdline(needle);
+        if pids.is_empty() || began.elapsed() > Duration::from_secs(5) {
+            return killed;
+        }
+        for pid in &pids {
+            if sys::send_signal(*pid, Signal::Kill).is_ok() {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    pids.len()
 }
 
 /// Mount points at or below `dir` (from mountinfo text), deepest first.
