@@ -182,6 +182,11 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
     }
     let _serial = SERIAL.lock().await;
     logs();
+    // This test keeps the machine's node lock from start to end, so no other test binary
+    // takes the node over while its owner lies dead (the dev cluster runs under it).
+    let lock = teardown::NodeLock::acquire(NodeOptions::default().wait_for_other)
+        .unwrap()
+        .expect("the machine's node lock (another node runs: set WEFT_NODE_WAIT_SECS to wait)");
     // A dev cluster (control plane + node in one `up` process) with a running pod.
     let dir = tempfile::tempdir().unwrap();
     let exe = env!("CARGO_BIN_EXE_weft-dev-cluster");
@@ -191,6 +196,7 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
             "WEFT_IMAGES_DIR",
             images::weft_images_dir(&weft_e2e::apply::repo_root()),
         )
+        .env(teardown::LOCK_HELD_ENV, "1")
         .output()
         .unwrap();
     assert!(
@@ -254,6 +260,7 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
         &cp,
         NodeOptions {
             images: weft_images(),
+            lock_held_by_caller: true,
             ..NodeOptions::default()
         },
     )
@@ -282,4 +289,5 @@ async fn the_node_of_a_killed_run_is_cleaned_up_by_the_next_start() {
     let left = leftovers(&state_dir, &net.netns, &veth);
     assert!(left.is_empty(), "left behind: {left:#?}");
     cp.shutdown();
+    drop(lock);
 }

@@ -47,6 +47,9 @@ pub struct NodeOptions {
     pub images: Vec<PathBuf>,
     /// Budget for the whole start.
     pub ready_timeout: Duration,
+    /// The caller already holds the machine's node lock ([`teardown::NodeLock`]), e.g. a
+    /// test that keeps the machine across a simulated crash of another node's owner.
+    pub lock_held_by_caller: bool,
     /// How long to wait for another live process's node to go away before failing with
     /// [`NodeError::AlreadyRunning`]: `$WEFT_NODE_WAIT_SECS` by default, else 0 (fail at once
     /// and say who runs it).
@@ -59,6 +62,7 @@ impl Default for NodeOptions {
             state_dir: None,
             images: Vec::new(),
             ready_timeout: Duration::from_secs(180),
+            lock_held_by_caller: false,
             wait_for_other: std::env::var("WEFT_NODE_WAIT_SECS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -124,6 +128,7 @@ pub struct WorkerNode {
     layout: NodeLayout,
     binaries: NodeBinaries,
     cri: pods::Cri,
+    lock: Mutex<Option<teardown::NodeLock>>,
     procs: Mutex<Vec<ManagedProcess>>,
     temp: Mutex<Option<tempfile::TempDir>>,
     keep_logs: AtomicBool,
@@ -147,35 +152,30 @@ impl WorkerNode {
                 (Some(t), root)
             }
         };
-        // One node per machine: claim it atomically, waiting for (or cleaning up after)
-        // whoever holds it.
-        let waiting_since = Instant::now();
-        loop {
-            match teardown::claim(&root) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(step("claiming the machine's node")(e)),
-            }
-            match teardown::read_owner() {
-                Some(owner) if owner.pid != std::process::id() && teardown::alive(owner.pid) => {
-                    if waiting_since.elapsed() >= options.wait_for_other {
-                        return Err(NodeError::AlreadyRunning(owner.pid, owner.state_dir));
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Some(owner) => {
-                    tracing::warn!(pid = owner.pid, dir = %owner.state_dir.display(), "cleaning up the node of a dead run");
-                    stale::clean_stale(&binaries, &owner.state_dir);
-                }
-                // Unreadable (being written, or garbage): give its writer a moment.
+        // One node per machine: take the machine's node lock (waiting for its holder if
+        // asked to), then clean up after whoever held it before if they died without
+        // tearing their node down (the lock outlives nobody; the owner record does).
+        let lock = if options.lock_held_by_caller || std::env::var_os(teardown::LOCK_HELD_ENV).is_some() {
+            None
+        } else {
+            match teardown::NodeLock::acquire(options.wait_for_other).map_err(step("taking the node lock"))? {
+                Some(lock) => Some(lock),
                 None => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if teardown::read_owner().is_none() {
-                        let _ = std::fs::remove_file(teardown::OWNER_FILE);
-                    }
+                    let owner = teardown::read_owner();
+                    return Err(NodeError::AlreadyRunning(
+                        owner.as_ref().map_or(0, |o| o.pid),
+                        owner.map(|o| o.state_dir).unwrap_or_default(),
+                    ));
                 }
             }
+        };
+        if let Some(owner) = teardown::read_owner()
+            && !(owner.pid == std::process::id() && owner.state_dir == root)
+        {
+            tracing::warn!(pid = owner.pid, dir = %owner.state_dir.display(), "cleaning up the node of a dead run");
+            stale::clean_stale(&binaries, &owner.state_dir);
         }
+        teardown::claim(&root).map_err(step("recording the node's owner"))?;
         let began = Instant::now();
         if options.state_dir.is_some() {
             // Never recurse into a mount of an earlier run (volumes, rootfs overlays).
@@ -191,6 +191,7 @@ impl WorkerNode {
             layout,
             binaries,
             cri,
+            lock: Mutex::new(lock),
             procs: Mutex::new(Vec::new()),
             temp: Mutex::new(temp),
             // Until startup succeeds, a drop keeps the logs (they explain the failure).
@@ -416,6 +417,7 @@ impl WorkerNode {
             tracing::warn!(problem = %p, "node teardown");
         }
         teardown::release();
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
         let temp = self.temp.lock().unwrap_or_else(|p| p.into_inner()).take();
         let keep = self.keep_logs.load(Ordering::SeqCst);
         match temp {

@@ -2,7 +2,9 @@
 //! that was killed before it could do so: pod sandboxes removed through the CRI (so CNI
 //! tears their network down), leftover shims and container processes killed, every mount
 //! under the state dir unmounted, the kubelet's and kube-proxy's iptables chains removed.
-//! One node per machine: an owner record in /run says whose node is up.
+//! One node per machine: a kernel lock on /run/weft-e2e-node.lock (released when its holder
+//! dies, however it dies) says a node is up, and the owner record next to it says whose
+//! and where its state is.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,6 +16,40 @@ use crate::control_plane::sys::{self, Signal};
 
 /// The owner record of the machine's one test node.
 pub const OWNER_FILE: &str = "/run/weft-e2e-node.json";
+/// The lock file whose exclusive lock the node's owner holds.
+pub const LOCK_FILE: &str = "/run/weft-e2e-node.lock";
+/// Set (to `1`) by a process that holds the node lock for a child it starts (the child's
+/// node then runs under its parent's lock).
+pub const LOCK_HELD_ENV: &str = "WEFT_NODE_LOCK_HELD";
+
+/// The machine's node lock, held while the value lives.
+#[derive(Debug)]
+pub struct NodeLock {
+    _file: std::fs::File,
+}
+
+impl NodeLock {
+    /// Takes the lock, waiting up to `wait` for its holder; `Ok(None)` if it is still held
+    /// then (the owner record tells by whom).
+    pub fn acquire(wait: Duration) -> std::io::Result<Option<Self>> {
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK_FILE)?;
+        let began = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(Self { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) if began.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+}
 
 /// Who runs the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,20 +70,14 @@ pub fn alive(pid: u32) -> bool {
     sys::send_signal(pid, Signal::Probe).is_ok()
 }
 
-/// Creates the owner record for this process; `AlreadyExists` if someone holds it (live or
-/// not: the caller decides).
+/// Writes the owner record for this process (call with the [`NodeLock`] held).
 pub fn claim(state_dir: &Path) -> std::io::Result<()> {
-    use std::io::Write;
     let owner = Owner {
         pid: std::process::id(),
         state_dir: state_dir.to_path_buf(),
     };
     let bytes = serde_json::to_vec(&owner).map_err(std::io::Error::other)?;
-    let mut f = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(OWNER_FILE)?;
-    f.write_all(&bytes)
+    std::fs::write(OWNER_FILE, bytes)
 }
 
 /// Removes the owner record if it is ours.
