@@ -246,6 +246,7 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
     handles.ready.store(true, Ordering::SeqCst);
     tracing::info!(instance = %opts.instance, "operator caches synced");
     let mut wake = Instant::now();
+    let mut elector_alive = true;
     loop {
         let leading = *leader_rx.borrow_and_update();
         handles.metrics.leader.set(i64::from(leading));
@@ -253,15 +254,34 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
             tokio::time::sleep(opts.debounce).await;
             wake = reconcile(&inputs, &applier, &handles.metrics, opts.resync).await;
         }
+        // A standby has nothing to reconcile: it must not wait on the (past) resync
+        // deadline, which would make this loop spin. It wakes on leadership only.
+        let deadline = next_wake(leading, wake);
         tokio::select! {
-            () = notify.notified() => {}
-            r = leader_rx.changed() => if r.is_err() { /* no elector: stay as is */ },
-            () = tokio::time::sleep_until(wake.into()) => {}
+            () = notify.notified(), if leading => {}
+            r = leader_rx.changed(), if elector_alive => {
+                // Sender gone (no elector, or it ended): stop polling a closed channel.
+                elector_alive = r.is_ok();
+            }
+            () = sleep_until_opt(deadline) => {}
             () = &mut shutdown => break,
         }
     }
     if let Some(cfg) = &opts.lease {
         leader::release(client, cfg).await;
+    }
+}
+
+/// When the main loop must run again without an event: at `wake` while leading,
+/// never as a standby (it waits for leadership instead).
+pub(crate) fn next_wake(leading: bool, wake: Instant) -> Option<Instant> {
+    leading.then_some(wake)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -317,4 +337,26 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
         next = next.min(Instant::now() + Duration::from_secs_f64(secs) + Duration::from_millis(50));
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_never_waits_on_the_resync_deadline() {
+        let past = Instant::now();
+        assert_eq!(next_wake(false, past), None);
+        assert_eq!(next_wake(true, past), Some(past));
+    }
+
+    #[tokio::test]
+    async fn no_deadline_sleeps_forever() {
+        let slept = tokio::time::timeout(Duration::from_millis(300), sleep_until_opt(None)).await;
+        assert!(slept.is_err(), "a standby woke without an event");
+        let past = Instant::now();
+        tokio::time::timeout(Duration::from_millis(200), sleep_until_opt(Some(past)))
+            .await
+            .expect("a past deadline fires at once");
+    }
 }
