@@ -1,6 +1,6 @@
 //! Integration tests against a real kube-apiserver (with etcd, controller-manager and
 //! scheduler) started by the harness, shared by all tests of this binary: CRDs and install
-//! manifests apply, CRD validation rejects bad objects naming the field, Flagger-shaped
+//! manifests apply (the controller's PodDisruptionBudget and topology spread kept), CRD validation rejects bad objects naming the field, Flagger-shaped
 //! TrafficSplits round-trip byte for byte, and the controllers and scheduler work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
@@ -147,6 +149,32 @@ async fn crds_establish_and_install_manifests_are_accepted() {
             m.name()
         );
     }
+
+    // The controller's availability settings survive the API server's validation
+    // (policy/v1 PodDisruptionBudget, topology spread on the pod template).
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), "weft-system")
+        .get("weft-controller")
+        .await
+        .unwrap();
+    let spec = pdb.spec.unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    let deploy = Api::<Deployment>::namespaced(client.clone(), "weft-system")
+        .get("weft-controller")
+        .await
+        .unwrap();
+    let template = deploy.spec.unwrap().template;
+    let spread = template.spec.unwrap().topology_spread_constraints.unwrap();
+    assert_eq!(
+        (
+            spread[0].topology_key.as_str(),
+            spread[0].when_unsatisfiable.as_str()
+        ),
+        ("kubernetes.io/hostname", "ScheduleAnyway")
+    );
+    assert_eq!(
+        spec.selector.unwrap().match_labels,
+        spread[0].label_selector.clone().unwrap().match_labels
+    );
 
     // The same files through the real kubectl (server-side dry run: same field manager).
     let kubectl = &cp.binaries().kubectl;

@@ -8,6 +8,9 @@
 //! in `permissive` mode (every service reachable: configs reference the shared service
 //! catalog, whose shards are counted and sized too). Writes
 //! `target/bench/controller-scale-<mode>.json`.
+//!
+//! Not a benchmark, run by `make test`: two real (debug) `weft-controller` processes elect a
+//! leader, and the standby stays under 1 % of a core over 30 s (issue 14 item 13).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fixtures;
@@ -340,4 +343,210 @@ async fn controller_at_scale(mode: &str) {
             .await
             .unwrap();
     }
+}
+
+/// The debug `weft-controller` next to this test binary (`<target>/debug/deps/..` → `<target>/debug/`),
+/// or `WEFT_CONTROLLER_BIN`. `cargo test --workspace` builds it; a single-package run needs
+/// `cargo build -p weft-controller --bin weft-controller` first.
+fn debug_controller_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEFT_CONTROLLER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    debug.join("weft-controller")
+}
+
+/// A real controller process (webhook and operator), killed and reaped on drop; it also
+/// dies with the test binary (parent-death signal).
+struct Replica {
+    name: String,
+    child: std::process::Child,
+    health_port: u16,
+    log: PathBuf,
+}
+
+impl Replica {
+    fn start(
+        bin: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        ns: &str,
+        name: &str,
+        logs: &std::path::Path,
+    ) -> Self {
+        let log = logs.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let health_port = free_port();
+        let mut cmd = std::process::Command::new(bin);
+        cmd.env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .args([
+                "--namespace",
+                ns,
+                "--pod-name",
+                name,
+                "--lease-duration-secs",
+                "4",
+            ])
+            .args(["--health-port", &health_port.to_string()])
+            .args(["--metrics-port", &free_port().to_string()])
+            .args(["--webhook-port", &free_port().to_string()])
+            .args(["--webhook-health-port", &free_port().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let child = weft_e2e::control_plane::spawn_tied(cmd).unwrap();
+        Self {
+            name: name.into(),
+            child,
+            health_port,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `/readyz` answers 200 (caches synced; a standby is ready too).
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.health_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_replica_stays_under_one_percent_cpu() {
+    let _serial = SERIAL.lock().await;
+    let bin = debug_controller_bin();
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build -p weft-controller --bin weft-controller (or set WEFT_CONTROLLER_BIN)",
+        bin.display()
+    );
+    let cp = shared::control_plane().unwrap();
+    let client = cp.client().unwrap();
+    crds_and_system_namespace(&client).await;
+    // The replicas' own namespace (Lease, CA) is this test's, so nothing else competes.
+    let ns = TestNamespace::create(cp, "standby").await.unwrap();
+    let ns_name = ns.name().to_string();
+    workload(
+        &client,
+        &ns_name,
+        "frontend",
+        "frontend-1",
+        &["frontend"],
+        "198.18.20.1",
+    )
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let replicas = [
+        Replica::start(&bin, cp.kubeconfig_path(), &ns_name, "replica-a", logs.path()),
+        Replica::start(&bin, cp.kubeconfig_path(), &ns_name, "replica-b", logs.path()),
+    ];
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns_name);
+    let began = Instant::now();
+    let leader = loop {
+        let holder = leases
+            .get_opt("weft-controller")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity);
+        if let Some(h) = holder
+            && replicas.iter().all(Replica::ready)
+        {
+            break h;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no leader with both replicas ready within 30 s:\n{}\n{}",
+            replicas[0].log_tail(),
+            replicas[1].log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (lead, standby) = if replicas[0].name == leader {
+        (&replicas[0], &replicas[1])
+    } else {
+        (&replicas[1], &replicas[0])
+    };
+    // The leader's first reconcile (identity ConfigMap) is done: startup work is over.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns_name);
+    while cms.get_opt("weft-proxy-frontend").await.unwrap().is_none() {
+        assert!(
+            began.elapsed() < Duration::from_secs(40),
+            "the leader wrote no config"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 30 s with a change every 3 s, which every replica's watches see.
+    let window = Duration::from_secs(30);
+    let (standby_before, leader_before) = (cpu_secs(standby.pid()), cpu_secs(lead.pid()));
+    let t0 = Instant::now();
+    for i in 0..10 {
+        let svc = format!("churn-{i}");
+        create::<Service>(
+            &client,
+            &ns_name,
+            json!({"metadata": {"name": svc}, "spec": {"ports": [{"name": "http", "port": 8080}]}}),
+        )
+        .await;
+        tokio::time::sleep_until((t0 + window * (i + 1) / 10).into()).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let standby_cpu = cpu_secs(standby.pid()) - standby_before;
+    let leader_cpu = cpu_secs(lead.pid()) - leader_before;
+    eprintln!(
+        "standby {} used {standby_cpu:.2} s CPU in {elapsed:.1} s ({:.2} %), leader {} {leader_cpu:.2} s",
+        standby.name,
+        standby_cpu / elapsed * 100.0,
+        lead.name
+    );
+    assert!(
+        standby_cpu / elapsed < 0.01,
+        "standby {} used {standby_cpu:.2} s of CPU in {elapsed:.1} s (budget 1 % of a core):\n{}",
+        standby.name,
+        standby.log_tail()
+    );
+    let holder = leases
+        .get("weft-controller")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_eq!(
+        holder.as_deref(),
+        Some(lead.name.as_str()),
+        "leadership stayed put"
+    );
+    drop(replicas);
+    ns.delete_and_wait(Duration::from_secs(60), |_| async {})
+        .await
+        .unwrap();
 }

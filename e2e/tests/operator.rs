@@ -3,7 +3,8 @@
 //! client's ConfigMap and weight updates land within 1 s; TrafficTarget + routes reach
 //! the destination's grants; Retry and CircuitBreaker reach the clients; a restart
 //! writes nothing when nothing changed and keeps the CA; short-lived certs are renewed;
-//! leadership fails over. Tests take a global lock: every operator watches the whole
+//! leadership fails over; an edited ConfigMap or Role that kept its hash annotation is
+//! restored. Tests take a global lock: every operator watches the whole
 //! cluster, so two running at once would fight over each other's objects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -668,4 +669,70 @@ async fn leader_failover_only_the_leader_writes() {
     );
     assert!(b.writes() > 0, "the new leader writes");
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_config_and_role_keeping_the_hash_annotation_are_restored_in_one_reconcile() {
+    let (_guard, ns, client) = setup("op-drift").await;
+    let ns = ns.name().to_string();
+    flagger_shop(&client, &ns).await;
+    let op = Running::single(&client, "op-drift");
+    until_config(&client, &ns, "frontend", Duration::from_secs(30), |c| {
+        c.services.contains_key(&format!("{ns}/podinfo"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    let name = "weft-proxy-frontend";
+    let original = cms.get(name).await.unwrap();
+    let original_role = roles.get(name).await.unwrap();
+    let hash = original.metadata.annotations.as_ref().unwrap()["weft.dev/config-hash"].clone();
+
+    // An edit that keeps the hash annotation: another identity's config, and a Role
+    // widened to every ConfigMap of the namespace.
+    let before = op.reconciles();
+    let forged = r#"{"schemaVersion":1}"#;
+    cms.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"config.json": forged}})),
+    )
+    .await
+    .unwrap();
+    roles
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                "verbs": ["get", "list", "watch"]}]})),
+        )
+        .await
+        .unwrap();
+    let began = Instant::now();
+    loop {
+        let cm = cms.get(name).await.unwrap();
+        let role = roles.get(name).await.unwrap();
+        assert_eq!(
+            cm.metadata.annotations.as_ref().unwrap()["weft.dev/config-hash"],
+            hash
+        );
+        if cm.data == original.data && role.rules == original_role.rules {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "drift not restored within 5 s ({} reconciles since the edit)",
+            op.reconciles() - before
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reconciles = op.reconciles() - before;
+    eprintln!(
+        "operator: drift restored after {} ms, {reconciles} reconcile(s)",
+        began.elapsed().as_millis()
+    );
+    // The edits' reconcile restores both (each edit may wake one; the write echoes once).
+    assert!(reconciles <= 3, "took {reconciles} reconciles");
+    op.stop().await;
 }

@@ -23,6 +23,7 @@ pub use args::Ports;
 pub use binaries::{Binaries, MissingBinary};
 pub use layout::Layout;
 use process::ManagedProcess;
+pub use process::spawn_tied;
 
 /// How to start a control plane.
 #[derive(Debug, Clone)]

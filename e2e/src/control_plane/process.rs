@@ -43,6 +43,14 @@ fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("spawner thread is gone"))?
 }
 
+/// Spawns `cmd` so that it dies with this process (parent-death signal, forked by the
+/// long-lived spawner thread): for other processes a test runs next to the control plane
+/// (e.g. real `weft-controller` replicas), which must not outlive a killed test binary.
+pub fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
+    sys::kill_with_parent(&mut cmd);
+    spawn_from_long_lived_thread(cmd)
+}
+
 /// One running control-plane component.
 #[derive(Debug)]
 pub(crate) struct ManagedProcess {

@@ -197,3 +197,68 @@ pub fn mesh_config(access: &str, mtls: &str) -> serde_json::Value {
         "spec": {"accessMode": access, "mtlsMode": mtls}
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::Value;
+
+    fn shipped(kind: &str) -> Vec<Value> {
+        crate::apply::load_dir(&crate::apply::repo_root().join("manifests"))
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::to_value(&m.object).unwrap())
+            .filter(|v| v["kind"] == kind)
+            .collect()
+    }
+
+    /// Issue 14 item 12: a drain never evicts both replicas at once, and the scheduler
+    /// spreads them over nodes without refusing a 1-node cluster.
+    #[test]
+    fn the_controller_has_a_disruption_budget_and_spreads_over_nodes() {
+        let deploy = shipped("Deployment")
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == super::CONTROLLER)
+            .unwrap();
+        let labels = &deploy["spec"]["template"]["metadata"]["labels"];
+        let replicas = deploy["spec"]["replicas"].as_i64().unwrap();
+        let pdbs: Vec<Value> = shipped("PodDisruptionBudget")
+            .into_iter()
+            .filter(|p| {
+                p["metadata"]["namespace"] == deploy["metadata"]["namespace"]
+                    && p["spec"]["selector"]["matchLabels"]
+                        .as_object()
+                        .is_some_and(|sel| sel.iter().all(|(k, v)| labels[k] == *v))
+            })
+            .collect();
+        assert_eq!(
+            pdbs.len(),
+            1,
+            "one PodDisruptionBudget selects the controller pods"
+        );
+        let pdb = &pdbs[0];
+        assert_eq!(pdb["apiVersion"], "policy/v1");
+        let spec = &pdb["spec"];
+        let keeps_one = spec["maxUnavailable"] == 1 || spec["minAvailable"] == 1;
+        assert!(keeps_one && replicas >= 2, "{spec} with {replicas} replicas");
+
+        let spread = deploy["spec"]["template"]["spec"]["topologySpreadConstraints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let by_host = spread
+            .iter()
+            .find(|c| c["topologyKey"] == "kubernetes.io/hostname")
+            .unwrap_or_else(|| panic!("no hostname spread in {spread:?}"));
+        assert_eq!(
+            by_host["whenUnsatisfiable"], "ScheduleAnyway",
+            "a 1-node cluster still schedules"
+        );
+        assert_eq!(by_host["maxSkew"], 1);
+        let sel = by_host["labelSelector"]["matchLabels"].as_object().unwrap();
+        assert!(
+            !sel.is_empty() && sel.iter().all(|(k, v)| labels[k] == *v),
+            "{sel:?}"
+        );
+    }
+}

@@ -1,13 +1,14 @@
 //! Apply: makes the cluster match a render, writing only what changed. Per
 //! identity: ConfigMap, Role, RoleBinding (server-side apply, field manager
-//! [`objects::FIELD_MANAGER`], owner = ServiceAccount, skipped when the hash
-//! annotation already matches) and the certificate Secret (re-issued only when
-//! [`store::decide`] says so). Objects of identities that left the mesh are
+//! [`objects::FIELD_MANAGER`], owner = ServiceAccount, skipped when the cached
+//! object already holds the desired content, see [`drift`]) and the certificate
+//! Secret (re-issued only when [`store::decide`] says so). Objects of identities that left the mesh are
 //! deleted. SMI/policy status is patched only on change; Events only on
 //! transitions. One object's failure never stops the others.
 
 pub mod catalog;
 mod cleanup;
+pub mod drift;
 pub mod objects;
 pub mod status;
 
@@ -84,7 +85,9 @@ pub struct Applier {
     recorder: Recorder,
     metrics: Metrics,
     ca: Mutex<Option<(String, Arc<CaState>)>>,
-    memo: Mutex<HashMap<String, (String, Instant)>>,
+    /// Per object: what was last written, when, and the resourceVersion the cache
+    /// held at that moment (`None`: not cached), to tell a lagging cache from an edit.
+    memo: Mutex<HashMap<String, (String, Instant, Option<String>)>>,
     pruning: catalog::Pruning,
 }
 
@@ -137,21 +140,34 @@ impl Applier {
     fn memo_says(&self, key: &str, hash: &str) -> bool {
         let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
         memo.get(key)
-            .is_some_and(|(h, at)| h == hash && at.elapsed() < MEMO_TTL)
+            .is_some_and(|(h, at, _)| h == hash && at.elapsed() < MEMO_TTL)
+    }
+
+    /// `hash` was written moments ago and the cache still shows the version it held
+    /// then (`cached_rv`): the cache lags, the write need not be repeated. Any other
+    /// version in the cache is newer than that write (someone edited the object).
+    fn memo_cache_lags(&self, key: &str, hash: &str, cached_rv: Option<&str>) -> bool {
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.get(key)
+            .is_some_and(|(h, at, seen)| h == hash && at.elapsed() < MEMO_TTL && seen.as_deref() == cached_rv)
     }
 
     fn memo_get(&self, key: &str) -> Option<String> {
         let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
         memo.get(key)
-            .filter(|(_, at)| at.elapsed() < MEMO_TTL)
-            .map(|(v, _)| v.clone())
+            .filter(|(_, at, _)| at.elapsed() < MEMO_TTL)
+            .map(|(v, _, _)| v.clone())
     }
 
     fn remember(&self, key: String, hash: String) {
+        self.remember_write(key, hash, None);
+    }
+
+    fn remember_write(&self, key: String, hash: String, cached_rv: Option<String>) {
         self.memo
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (hash, Instant::now()));
+            .insert(key, (hash, Instant::now(), cached_rv));
     }
 
     /// The CA from the cache (reloaded when the Secret changes), created if absent.
@@ -195,10 +211,16 @@ impl Applier {
     {
         let name = obj.meta().name.clone().unwrap_or_default();
         let key = memo_key(kind, ns, &name);
-        if cached.as_ref().and_then(|c| objects::hash_of(c.meta())) == Some(hash)
-            || self.memo_says(&key, hash)
-        {
+        // Content, not only the hash annotation: an edit that kept the annotation is drift.
+        if cached.as_deref().is_some_and(|c| drift::in_sync(obj, c)) {
             return 0;
+        }
+        let cached_rv = cached.as_ref().and_then(|c| c.meta().resource_version.clone());
+        if self.memo_cache_lags(&key, hash, cached_rv.as_deref()) {
+            return 0;
+        }
+        if cached.as_ref().and_then(|c| objects::hash_of(c.meta())) == Some(hash) {
+            tracing::warn!(kind, namespace = ns, name = %name, "object was edited outside weft: restoring it");
         }
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         match api
@@ -212,7 +234,7 @@ impl Applier {
             Ok(_) => {
                 tracing::info!(kind, namespace = ns, name = %name, "applied");
                 self.metrics.wrote(kind);
-                self.remember(key, hash.to_string());
+                self.remember_write(key, hash.to_string(), cached_rv);
                 1
             }
             Err(e) => {
