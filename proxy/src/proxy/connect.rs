@@ -63,12 +63,16 @@ pub trait Connector: Send + Sync + Debug + 'static {
     fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration, alpn: Alpn) -> ConnectFuture<'a>;
 }
 
-/// Opens a TCP connection with `TCP_NODELAY`, bounded by `timeout`.
+/// TCP keepalive idle time on upstream connections (pooled ones may sit idle).
+const UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Opens a TCP connection with `TCP_NODELAY` and TCP keepalive, bounded by `timeout`.
 pub async fn tcp_connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;
     stream.set_nodelay(true)?;
+    super::accept::set_keepalive(&stream, Some(UPSTREAM_KEEPALIVE));
     Ok(stream)
 }
 

@@ -97,7 +97,8 @@ async fn handle(
                 info,
                 peer,
             };
-            serve(
+            // Boxed: the connection task stays small while it waits for a handshake.
+            Box::pin(serve(
                 Arc::new(ConnCtx {
                     shared,
                     side,
@@ -105,7 +106,7 @@ async fn handle(
                     proto,
                 }),
                 io,
-            )
+            ))
             .await;
         }
         None => {
@@ -125,7 +126,7 @@ async fn handle(
                 }
             };
             info.tcp_metrics.opened();
-            let out = tcp::forward(io, up, shared.settings.tcp_idle_timeout).await;
+            let out = Box::pin(tcp::forward(io, up, shared.settings.tcp_idle_timeout)).await;
             info.tcp_metrics.closed(out.from_downstream, out.from_upstream);
         }
     }

@@ -99,7 +99,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         Arc::new(MeshInbound::new(
             Arc::clone(&store),
             identity.clone(),
-            opts.settings.detect_timeout,
+            &opts.settings,
             &metrics,
         ))
     });
