@@ -2,6 +2,7 @@
 //! detected bytes, and opaque TCP forwarding.
 
 pub mod detect;
+pub mod inbound_source;
 pub mod orig_dst;
 pub mod rewind;
 pub mod tcp;

@@ -1,5 +1,6 @@
-//! The inbound listener (:15006): traffic from peers to the local app at
-//! `127.0.0.1:<original port>`. The [`InboundSecurity`](super::hooks::InboundSecurity)
+//! The inbound listener (:15006): traffic from peers to the local app at the address
+//! the peer dialled (the pod IP and original port, never `127.0.0.1`, so listeners the
+//! app bound to loopback stay private to the pod). The [`InboundSecurity`](super::hooks::InboundSecurity)
 //! hook terminates transport security and authorizes; then HTTP is served
 //! (for per-request metrics and authorization) or bytes are forwarded.
 
@@ -34,12 +35,14 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, target: InboundTarg
     .await;
 }
 
-fn app_port(stream: &TcpStream, target: InboundTarget, listener: Option<SocketAddr>) -> Option<u16> {
+/// Where the app is for this connection: the original destination (iptables
+/// `REDIRECT`), or the listener's local address with the fixed app port.
+fn app_addr(stream: &TcpStream, target: InboundTarget, listener: Option<SocketAddr>) -> Option<SocketAddr> {
     match target {
-        InboundTarget::Fixed(p) => Some(p),
+        InboundTarget::Fixed(p) => Some(SocketAddr::new(stream.local_addr().ok()?.ip(), p)),
         InboundTarget::Kernel => {
             let dst = original_dst(stream).or_else(|_| stream.local_addr()).ok()?;
-            (Some(dst) != listener).then_some(dst.port())
+            (Some(dst) != listener).then_some(dst)
         }
     }
 }
@@ -52,20 +55,15 @@ async fn handle(
     listener: Option<SocketAddr>,
 ) {
     let _ = stream.set_nodelay(true);
-    let Some(port) = app_port(&stream, target, listener) else {
+    let Some(app_addr) = app_addr(&stream, target, listener) else {
         tracing::debug!(peer = %peer_addr, "dropping connection addressed to the proxy itself");
         return;
     };
+    let port = app_addr.port();
     let Some(snap) = shared.store.load() else { return };
     let info = Arc::clone(snap.table.inbound(port));
     drop(snap);
-    let app = match &info.app {
-        Some(app) => Arc::clone(app),
-        None => shared
-            .store
-            .registry()
-            .get(SocketAddr::from(([127, 0, 0, 1], port)), None),
-    };
+    let app = info.app_at(app_addr);
     let (mut io, peer): (BoxIo, Peer) = match shared.inbound_security.accept(stream, peer_addr, port).await {
         Ok(x) => x,
         Err(error) => {

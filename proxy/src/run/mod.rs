@@ -11,7 +11,7 @@ use crate::conf::{ConfigStore, file::watch_file};
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::probes::AppProbes;
-use crate::proxy::connect::{Connector, PlainConnector};
+use crate::proxy::connect::{AppConnector, Connector, PlainConnector};
 use crate::proxy::hooks::InboundSecurity;
 use crate::proxy::inbound::{self, InboundTarget};
 use crate::proxy::outbound::{self, OrigDst};
@@ -107,7 +107,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
         connector,
-        app_connector: Arc::new(PlainConnector),
+        app_connector: Arc::new(AppConnector),
         inbound_security,
         settings: opts.settings,
         drain: drain.clone(),
