@@ -171,3 +171,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "admission_prop.rs"]
+mod prop;
