@@ -450,6 +450,10 @@ mod tests {
         let names: Vec<&str> = st.meshed_pods.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["real"]);
         assert_eq!(st.meshed_pods[0].ports.len(), 1);
+        // Rendered: one identity only (configs or skipped for lack of a ServiceAccount).
+        let out = crate::operator::render::render(&st);
+        let ids: Vec<_> = out.configs.keys().chain(out.skipped.keys()).cloned().collect();
+        assert_eq!(ids, [("shop".to_string(), "real".to_string())]);
     }
 
     #[test]
