@@ -1,7 +1,8 @@
 //! Socket-level pieces: original destination, protocol detection, replay of
-//! detected bytes, and opaque TCP forwarding.
+//! detected bytes, opaque TCP forwarding and the self-connection guard.
 
 pub mod detect;
 pub mod orig_dst;
 pub mod rewind;
+pub mod self_guard;
 pub mod tcp;

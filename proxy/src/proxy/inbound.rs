@@ -10,6 +10,7 @@ use super::{Proto, Shared};
 use crate::net::detect::{Detected, detect};
 use crate::net::orig_dst::original_dst;
 use crate::net::rewind::Rewind;
+use crate::net::self_guard::Direction;
 use crate::net::tcp;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -28,34 +29,38 @@ pub enum InboundTarget {
 
 /// Accepts until draining starts.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, target: InboundTarget) {
-    super::accept::accept_loop(listener, shared, "inbound", move |shared, stream, peer, local| {
-        handle(shared, stream, peer, target, local)
-    })
+    super::accept::accept_loop(
+        listener,
+        shared,
+        "inbound",
+        move |shared, stream, peer, _local| handle(shared, stream, peer, target),
+    )
     .await;
 }
 
-fn app_port(stream: &TcpStream, target: InboundTarget, listener: Option<SocketAddr>) -> Option<u16> {
+fn app_port(stream: &TcpStream, target: InboundTarget) -> Option<u16> {
     match target {
         InboundTarget::Fixed(p) => Some(p),
-        InboundTarget::Kernel => {
-            let dst = original_dst(stream).or_else(|_| stream.local_addr()).ok()?;
-            (Some(dst) != listener).then_some(dst.port())
-        }
+        InboundTarget::Kernel => original_dst(stream)
+            .or_else(|_| stream.local_addr())
+            .ok()
+            .map(|d| d.port()),
     }
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer_addr: SocketAddr,
-    target: InboundTarget,
-    listener: Option<SocketAddr>,
-) {
+async fn handle(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr, target: InboundTarget) {
     let _ = stream.set_nodelay(true);
-    let Some(port) = app_port(&stream, target, listener) else {
-        tracing::debug!(peer = %peer_addr, "dropping connection addressed to the proxy itself");
+    let Some(port) = app_port(&stream, target) else {
         return;
     };
+    // The app is local: an app port that is one of the proxy's own would loop.
+    if shared.self_guard.reject(
+        Direction::Inbound,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        peer_addr,
+    ) {
+        return;
+    }
     let Some(snap) = shared.store.load() else { return };
     let info = Arc::clone(snap.table.inbound(port));
     drop(snap);
