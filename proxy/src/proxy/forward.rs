@@ -61,6 +61,7 @@ pub async fn send(
     mut req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let is_connect = req.method() == Method::CONNECT;
+    let is_head = req.method() == Method::HEAD;
     let upgrade = call.proto == Proto::Http1 && (is_connect || wants_upgrade(req.headers()));
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     strip_hop_by_hop(req.headers_mut(), upgrade);
@@ -158,8 +159,10 @@ pub async fn send(
         in_flight: Some(in_flight),
         count: true,
     };
-    Ok(Response::from_parts(
-        parts,
-        Body::Upstream(UpstreamBody::new(body, finish)),
-    ))
+    let body = if is_head {
+        UpstreamBody::head(body, finish)
+    } else {
+        UpstreamBody::new(body, finish)
+    };
+    Ok(Response::from_parts(parts, Body::Upstream(body)))
 }

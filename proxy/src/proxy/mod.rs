@@ -96,6 +96,8 @@ pub struct Shared {
     pub inbound_security: Arc<dyn hooks::InboundSecurity>,
     pub settings: Settings,
     pub drain: Drain,
+    /// Closes connections addressed to the proxy's own listeners (loops).
+    pub self_guard: Arc<crate::net::self_guard::SelfGuard>,
 }
 
 /// HTTP version spoken on a connection (the same on both sides: the proxy
