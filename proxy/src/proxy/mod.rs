@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod policy;
 pub mod pool;
 pub mod replay;
+pub mod tunnel;
 
 use crate::conf::ConfigStore;
 use crate::drain::Drain;
@@ -45,6 +46,8 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// Emit one JSON line per request on stdout.
     pub access_log: bool,
+    /// Which upgrades and CONNECTs may become raw tunnels.
+    pub tunnels: tunnel::TunnelPolicy,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             access_log: false,
+            tunnels: tunnel::TunnelPolicy::default(),
         }
     }
 }
