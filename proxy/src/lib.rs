@@ -8,6 +8,7 @@ pub mod conf;
 pub mod drain;
 pub mod endpoint;
 pub mod lb;
+pub mod log_limit;
 pub mod metrics;
 pub mod net;
 pub mod probes;

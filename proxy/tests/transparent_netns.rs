@@ -12,110 +12,20 @@
 // `setns` has no safe std wrapper.
 #![allow(unsafe_code)]
 
+#[path = "support/netns.rs"]
+mod netns;
+
+use netns::{Netns, Proc, in_netns, must, serve};
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft-proxy");
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 const BACKENDS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 18, 251, 11), Ipv4Addr::new(198, 18, 251, 12)];
-
-fn must(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, removed with its interfaces on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Self {
-        must("ip", &["netns", "add", &name]);
-        let ns = Netns(name);
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-    fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["netns", "exec", &self.0];
-        full.extend_from_slice(args);
-        must("ip", &full)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Kills the proxy on drop, even when an assertion fails.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs `f` on a thread inside netns `ns`; sockets it creates stay there.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/var/run/netns/{ns}")).unwrap();
-            // SAFETY: a valid netns fd; affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns({ns}): {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
-/// Minimal keep-alive HTTP/1.1 server answering every request with `label`.
-fn serve(listener: TcpListener, label: String) {
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let label = label.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut writer = conn;
-                loop {
-                    // Read one request head (GETs without bodies); EOF ends the connection.
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{label}",
-                        label.len()
-                    );
-                    if writer.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-}
 
 /// One plain HTTP request from the app's point of view (root, not the proxy UID).
 fn app_get(target: SocketAddrV4) -> std::io::Result<String> {
@@ -145,7 +55,7 @@ fn config_json() -> String {
 
 #[test]
 fn clusterip_call_is_intercepted_and_balanced_to_pod_ips() {
-    if unsafe { libc::geteuid() } != 0 || Command::new("ip").args(["netns", "list"]).output().is_err() {
+    if !netns::can_run() {
         eprintln!("SKIP: needs root and `ip netns`");
         return;
     }

@@ -5,6 +5,8 @@
 //! - `PREROUTING -p tcp → WEFT_INBOUND`: the admin port and skipped inbound ports
 //!   return, all other TCP goes to `WEFT_IN_REDIRECT` (`REDIRECT` to the inbound port).
 //! - `OUTPUT -p tcp → WEFT_OUTBOUND`:
+//!   0. the proxy's forwards of inbound traffic to the app at the pod IP (from the
+//!   inbound source address, [`weft_proxy::net::inbound_source`]) return;
 //!   1. the proxy UID talking over `lo` to a non-loopback address (its own pod IP:
 //!      the hairpin when an app calls its own Service) re-enters `WEFT_INBOUND`, so it
 //!      is treated exactly like traffic arriving from another pod;
@@ -66,6 +68,14 @@ impl Family {
             Family::V6 => "::1/128",
         }
     }
+
+    fn inbound_source(self) -> String {
+        use weft_proxy::net::inbound_source::{INBOUND_SOURCE_V4, INBOUND_SOURCE_V6};
+        match self {
+            Family::V4 => format!("{INBOUND_SOURCE_V4}/32"),
+            Family::V6 => format!("{INBOUND_SOURCE_V6}/128"),
+        }
+    }
 }
 
 /// The rules of one family's `nat` table.
@@ -121,6 +131,10 @@ fn table(cfg: &Config, family: Family) -> Table {
         cfg.outbound_port
     ));
     let lo = family.loopback();
+    rules.push(format!(
+        "-A {OUTBOUND} -s {} -o lo -m owner --uid-owner {uid} -j RETURN",
+        family.inbound_source()
+    ));
     rules.push(format!(
         "-A {OUTBOUND} -o lo ! -d {lo} -m owner --uid-owner {uid} -j {INBOUND}"
     ));

@@ -36,6 +36,7 @@ fn golden_defaults() {
 -A WEFT_INBOUND -p tcp --dport 15020 -j RETURN
 -A WEFT_INBOUND -p tcp -j WEFT_IN_REDIRECT
 -A WEFT_OUT_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A WEFT_OUTBOUND -s 127.0.0.6/32 -o lo -m owner --uid-owner 2102 -j RETURN
 -A WEFT_OUTBOUND -o lo ! -d 127.0.0.0/8 -m owner --uid-owner 2102 -j WEFT_INBOUND
 -A WEFT_OUTBOUND -o lo -j RETURN
 -A WEFT_OUTBOUND -m owner --uid-owner 2102 -j RETURN
@@ -65,6 +66,7 @@ fn golden_exclusions_and_custom_ports() {
 -A WEFT_INBOUND -p tcp -m multiport --dports 16020,8081,9000:9100 -j RETURN
 -A WEFT_INBOUND -p tcp -j WEFT_IN_REDIRECT
 -A WEFT_OUT_REDIRECT -p tcp -j REDIRECT --to-ports 16001
+-A WEFT_OUTBOUND -s 127.0.0.6/32 -o lo -m owner --uid-owner 1337 -j RETURN
 -A WEFT_OUTBOUND -o lo ! -d 127.0.0.0/8 -m owner --uid-owner 1337 -j WEFT_INBOUND
 -A WEFT_OUTBOUND -o lo -j RETURN
 -A WEFT_OUTBOUND -m owner --uid-owner 1337 -j RETURN
@@ -126,6 +128,7 @@ fn golden_ipv6() {
 -A WEFT_INBOUND -p tcp --dport 15020 -j RETURN
 -A WEFT_INBOUND -p tcp -j WEFT_IN_REDIRECT
 -A WEFT_OUT_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A WEFT_OUTBOUND -s ::1/128 -o lo -m owner --uid-owner 2102 -j RETURN
 -A WEFT_OUTBOUND -o lo ! -d ::1/128 -m owner --uid-owner 2102 -j WEFT_INBOUND
 -A WEFT_OUTBOUND -o lo -j RETURN
 -A WEFT_OUTBOUND -m owner --uid-owner 2102 -j RETURN

@@ -2,14 +2,13 @@
 //! (inbound, outbound, admin) at a local or loopback address would be forwarded
 //! back into the proxy, which forwards it again, until fds or memory run out.
 //! Such connections are closed at once, counted in
-//! `proxy_self_connection_rejected_total{direction}` and logged at most once
-//! per interval.
+//! `proxy_self_connection_rejected_total{direction}` and logged rate-limited
+//! ([`LogLimit`]).
 
+use crate::log_limit::LogLimit;
 use crate::metrics::{Kind, Metrics, Series, labels};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 const METRIC: &str = "proxy_self_connection_rejected_total";
 const HELP: &str = "Connections closed because their destination is the proxy itself (a forwarding loop).";
@@ -89,58 +88,11 @@ impl SelfGuard {
             Direction::Inbound => self.inbound.inc(),
             Direction::Outbound => self.outbound.inc(),
         }
-        if let Some(suppressed) = self.log.allow(Instant::now()) {
+        if let Some(suppressed) = self.log.admit() {
             tracing::warn!(direction = direction.as_str(), %dst, %peer, suppressed,
                 "closing connection addressed to the proxy itself (forwarding loop)");
         }
         true
-    }
-}
-
-/// At most one log line per interval; counts the lines it suppressed.
-#[derive(Debug)]
-pub struct LogLimit {
-    start: Instant,
-    every: Duration,
-    /// Milliseconds since `start` of the last line logged, plus one (0 = never).
-    last: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl Default for LogLimit {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(10))
-    }
-}
-
-impl LogLimit {
-    /// A limiter allowing one line per `every`.
-    pub fn new(every: Duration) -> Self {
-        Self {
-            start: Instant::now(),
-            every,
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(lines suppressed since the last one)` when a line may be logged now.
-    pub fn allow(&self, now: Instant) -> Option<u64> {
-        let ms = u64::try_from(now.saturating_duration_since(self.start).as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let every = u64::try_from(self.every.as_millis()).unwrap_or(u64::MAX);
-        let last = self.last.load(Ordering::Relaxed);
-        if last != 0 && ms.saturating_sub(last) < every
-            || self
-                .last
-                .compare_exchange(last, ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
     }
 }
 
@@ -186,16 +138,5 @@ mod tests {
         assert!(g.is_self(sa("0.0.0.0:4000")));
         assert!(!g.is_self(sa("127.0.0.2:4000")));
         assert!(!g.is_self(sa("127.0.0.1:4001")));
-    }
-
-    #[test]
-    fn log_limit_allows_one_line_per_interval() {
-        let l = LogLimit::new(Duration::from_secs(10));
-        let t0 = l.start;
-        assert_eq!(l.allow(t0), Some(0));
-        assert_eq!(l.allow(t0 + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(9)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(11)), Some(2));
-        assert_eq!(l.allow(t0 + Duration::from_secs(12)), None);
     }
 }

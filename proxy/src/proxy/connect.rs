@@ -63,18 +63,61 @@ pub trait Connector: Send + Sync + Debug + 'static {
     fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration, alpn: Alpn) -> ConnectFuture<'a>;
 }
 
-/// Opens a TCP connection with `TCP_NODELAY`, bounded by `timeout`.
+/// TCP keepalive idle time on upstream connections (pooled ones may sit idle).
+const UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Opens a TCP connection with `TCP_NODELAY` and TCP keepalive, bounded by `timeout`.
 pub async fn tcp_connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;
     stream.set_nodelay(true)?;
+    super::accept::set_keepalive(&stream, Some(UPSTREAM_KEEPALIVE));
+    Ok(stream)
+}
+
+/// Opens a TCP connection to `addr` from `source` (port chosen by the kernel), like
+/// [`tcp_connect`].
+pub async fn tcp_connect_from(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    let stream = tokio::time::timeout(timeout, socket.connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))??;
+    stream.set_nodelay(true)?;
+    super::accept::set_keepalive(&stream, Some(UPSTREAM_KEEPALIVE));
     Ok(stream)
 }
 
 /// Plain TCP.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlainConnector;
+
+/// Plain TCP to the local app: to a non-loopback address (the pod IP the peer dialled)
+/// from [`crate::net::inbound_source`], so the iptables plan does not capture it again.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AppConnector;
+
+impl Connector for AppConnector {
+    fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration, _alpn: Alpn) -> ConnectFuture<'a> {
+        Box::pin(async move {
+            let s = if ep.addr.ip().is_loopback() {
+                tcp_connect(ep.addr, timeout).await?
+            } else {
+                let source = crate::net::inbound_source::for_destination(ep.addr.ip());
+                tcp_connect_from(source, ep.addr, timeout).await?
+            };
+            Ok(Box::new(s) as BoxIo)
+        })
+    }
+}
 
 impl Connector for PlainConnector {
     fn connect<'a>(&'a self, ep: &'a Endpoint, timeout: Duration, _alpn: Alpn) -> ConnectFuture<'a> {

@@ -27,6 +27,8 @@ pub enum ProxyError {
     MaxRequests,
     PendingOverflow,
     MaxConnections,
+    /// More request header fields than the proxy accepts.
+    TooManyHeaders,
 }
 
 impl ProxyError {
@@ -46,6 +48,7 @@ impl ProxyError {
             Self::MaxRequests => "max-requests",
             Self::PendingOverflow => "pending-overflow",
             Self::MaxConnections => "max-connections",
+            Self::TooManyHeaders => "too-many-headers",
         }
     }
 
@@ -64,6 +67,7 @@ impl ProxyError {
             Self::ResponseTimeout | Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 

@@ -3,6 +3,7 @@
 //! graceful shutdown (HTTP/1: close after the in-flight response; HTTP/2: GOAWAY).
 
 use super::access_log::Entry;
+use super::activity::{Activity, Served};
 use super::body::Body;
 use super::errors::ProxyError;
 use super::forward::{self, Call};
@@ -43,44 +44,69 @@ pub struct ConnCtx {
     pub proto: Proto,
 }
 
-/// Serves HTTP on `io` until the peer closes, an error, or drain completes.
+/// Runs a hyper connection until it ends; draining or the connection idle
+/// timeout turn into a graceful shutdown (HTTP/1: close after the in-flight
+/// response; HTTP/2: GOAWAY, then the in-flight streams finish).
+macro_rules! drive {
+    ($conn:expr, $drain:ident, $idle:ident, $ctx:ident) => {{
+        let mut conn = std::pin::pin!($conn);
+        let idle = $idle;
+        tokio::pin!(idle);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            () = crate::drain::Drain::started(&mut $drain) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            () = &mut idle => {
+                tracing::debug!(peer = %$ctx.peer, "closing idle downstream connection");
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
+
+/// Serves HTTP on `io` until the peer closes, an error, drain completes or the
+/// connection has been idle for the idle timeout.
 pub async fn serve<I>(ctx: Arc<ConnCtx>, io: I)
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut drain = ctx.shared.drain.watcher();
     let settings = &ctx.shared.settings;
+    let activity = Arc::new(Activity::default());
     let svc_ctx = Arc::clone(&ctx);
-    let svc = service_fn(move |req| handle(Arc::clone(&svc_ctx), req));
+    let svc_activity = Arc::clone(&activity);
+    let stream_idle = settings.stream_idle_timeout;
+    let svc = service_fn(move |req| {
+        let guard = svc_activity.start();
+        let ctx = Arc::clone(&svc_ctx);
+        async move {
+            let resp = handle(ctx, req).await?;
+            Ok::<_, Infallible>(resp.map(|b| Served::new(b, guard, stream_idle)))
+        }
+    });
+    let idle = activity.idle_expired(settings.http_idle_timeout);
     let result = match ctx.proto {
         Proto::Http1 => {
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
                 .header_read_timeout(settings.header_read_timeout)
-                .max_header_size(settings.max_header_bytes);
+                .max_header_size(settings.max_header_bytes)
+                .max_headers(settings.max_headers);
             let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = crate::drain::Drain::started(&mut drain) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
+            drive!(conn, drain, idle, ctx)
         }
         Proto::Http2 => {
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             b.timer(TokioTimer::new())
                 .max_header_list_size(settings.max_header_bytes as u32);
-            let conn = b.serve_connection(TokioIo::new(io), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = crate::drain::Drain::started(&mut drain) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            if let Some((interval, timeout)) = settings.h2_keepalive {
+                b.keep_alive_interval(interval).keep_alive_timeout(timeout);
             }
+            let conn = b.serve_connection(TokioIo::new(io), svc);
+            drive!(conn, drain, idle, ctx)
         }
     };
     if let Err(error) = result {
@@ -90,6 +116,10 @@ where
 
 async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
+    if req.headers().len() > ctx.shared.settings.max_headers {
+        // HTTP/1 heads are capped by hyper (`max_headers`); HTTP/2 ones here.
+        return Ok(ProxyError::TooManyHeaders.response(None));
+    }
     let mut req = req.map(Body::Incoming);
     let log = ctx.shared.settings.access_log.then(|| Entry::new(&req));
     let direction = match ctx.side {

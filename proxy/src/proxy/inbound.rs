@@ -1,5 +1,6 @@
-//! The inbound listener (:15006): traffic from peers to the local app at
-//! `127.0.0.1:<original port>`. The [`InboundSecurity`](super::hooks::InboundSecurity)
+//! The inbound listener (:15006): traffic from peers to the local app at the address
+//! the peer dialled (the pod IP and original port, never `127.0.0.1`, so listeners the
+//! app bound to loopback stay private to the pod). The [`InboundSecurity`](super::hooks::InboundSecurity)
 //! hook terminates transport security and authorizes; then HTTP is served
 //! (for per-request metrics and authorization) or bytes are forwarded.
 
@@ -38,39 +39,29 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, target: InboundTarg
     .await;
 }
 
-fn app_port(stream: &TcpStream, target: InboundTarget) -> Option<u16> {
+/// Where the app is for this connection: the original destination (iptables
+/// `REDIRECT`), or the listener's local address with the fixed app port.
+fn app_addr(stream: &TcpStream, target: InboundTarget) -> Option<SocketAddr> {
     match target {
-        InboundTarget::Fixed(p) => Some(p),
-        InboundTarget::Kernel => original_dst(stream)
-            .or_else(|_| stream.local_addr())
-            .ok()
-            .map(|d| d.port()),
+        InboundTarget::Fixed(p) => Some(SocketAddr::new(stream.local_addr().ok()?.ip(), p)),
+        InboundTarget::Kernel => original_dst(stream).or_else(|_| stream.local_addr()).ok(),
     }
 }
 
 async fn handle(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr, target: InboundTarget) {
     let _ = stream.set_nodelay(true);
-    let Some(port) = app_port(&stream, target) else {
+    let Some(app_addr) = app_addr(&stream, target) else {
         return;
     };
-    // The app is local: an app port that is one of the proxy's own would loop.
-    if shared.self_guard.reject(
-        Direction::Inbound,
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        peer_addr,
-    ) {
+    // The app is local: an app address on one of the proxy's own ports would loop.
+    if shared.self_guard.reject(Direction::Inbound, app_addr, peer_addr) {
         return;
     }
+    let port = app_addr.port();
     let Some(snap) = shared.store.load() else { return };
     let info = Arc::clone(snap.table.inbound(port));
     drop(snap);
-    let app = match &info.app {
-        Some(app) => Arc::clone(app),
-        None => shared
-            .store
-            .registry()
-            .get(SocketAddr::from(([127, 0, 0, 1], port)), None),
-    };
+    let app = info.app_at(app_addr);
     let (mut io, peer): (BoxIo, Peer) = match shared.inbound_security.accept(stream, peer_addr, port).await {
         Ok(x) => x,
         Err(error) => {
@@ -102,7 +93,8 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr, t
                 info,
                 peer,
             };
-            serve(
+            // Boxed: the connection task stays small while it waits for a handshake.
+            Box::pin(serve(
                 Arc::new(ConnCtx {
                     shared,
                     side,
@@ -110,7 +102,7 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr, t
                     proto,
                 }),
                 io,
-            )
+            ))
             .await;
         }
         None => {
@@ -130,7 +122,7 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr, t
                 }
             };
             info.tcp_metrics.opened();
-            let out = tcp::forward(io, up, shared.settings.tcp_idle_timeout).await;
+            let out = Box::pin(tcp::forward(io, up, shared.settings.tcp_idle_timeout)).await;
             info.tcp_metrics.closed(out.from_downstream, out.from_upstream);
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod accept;
 pub mod access_log;
+pub mod activity;
 pub mod body;
 pub mod connect;
 pub mod errors;
@@ -48,6 +49,22 @@ pub struct Settings {
     pub access_log: bool,
     /// Which upgrades and CONNECTs may become raw tunnels.
     pub tunnels: tunnel::TunnelPolicy,
+    /// Open connections per listener; more are closed at once and counted.
+    pub max_connections: usize,
+    /// Time a peer has to complete the TLS handshake once it started one.
+    pub tls_handshake_timeout: Duration,
+    /// An HTTP connection with no request in flight for this long is closed
+    /// gracefully (HTTP/2: GOAWAY).
+    pub http_idle_timeout: Duration,
+    /// A response body that yields nothing for this long is aborted.
+    pub stream_idle_timeout: Duration,
+    /// HTTP/2 keep-alive PING interval on served connections (`None` = off) and
+    /// how long to wait for the PING ACK before closing.
+    pub h2_keepalive: Option<(Duration, Duration)>,
+    /// Most request header fields accepted (HTTP/1 and HTTP/2; more → 431).
+    pub max_headers: usize,
+    /// TCP keepalive idle time on accepted and upstream sockets (`None` = off).
+    pub tcp_keepalive: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -61,6 +78,13 @@ impl Default for Settings {
             max_header_bytes: 64 * 1024,
             access_log: false,
             tunnels: tunnel::TunnelPolicy::default(),
+            max_connections: 10_000,
+            tls_handshake_timeout: Duration::from_secs(5),
+            http_idle_timeout: Duration::from_secs(3600),
+            stream_idle_timeout: Duration::from_secs(300),
+            h2_keepalive: Some((Duration::from_secs(60), Duration::from_secs(20))),
+            max_headers: 100,
+            tcp_keepalive: Some(Duration::from_secs(60)),
         }
     }
 }

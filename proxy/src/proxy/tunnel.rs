@@ -7,18 +7,17 @@
 //! request served as plain HTTP/1.1, as a server without h2c support would
 //! (RFC 9110 §7.8). Any other refusal is answered by the proxy (`405` for
 //! CONNECT, `403` for an upgrade, with `x-weft-error`), counted in
-//! `proxy_tunnel_refused_total{reason}` and logged at most once per 10 s.
+//! `proxy_tunnel_refused_total{reason}` and logged rate-limited ([`LogLimit`]).
 
 use super::Shared;
 use super::body::Body;
 use super::errors::ERROR_HEADER;
 use super::headers::wants_upgrade;
+use crate::log_limit::LogLimit;
 use crate::metrics::{Kind, labels};
-use crate::net::self_guard::LogLimit;
 use http::header::{CONTENT_TYPE, HeaderValue, UPGRADE};
 use http::{Method, Request, Response, StatusCode};
 use std::sync::LazyLock;
-use std::time::Instant;
 
 /// The upgrade protocol allowed by default.
 pub const WEBSOCKET: &str = "websocket";
@@ -145,7 +144,7 @@ pub fn screen<B>(shared: &Shared, direction: &'static str, req: &mut Request<B>)
             &labels(&[("reason", refusal.reason())]),
         )
         .inc();
-    if let Some(suppressed) = REFUSED_LOG.allow(Instant::now()) {
+    if let Some(suppressed) = REFUSED_LOG.admit() {
         let upgrade = req
             .headers()
             .get(UPGRADE)

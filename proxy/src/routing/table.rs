@@ -100,10 +100,33 @@ impl PortRoute {
 #[derive(Debug)]
 pub struct InboundPort {
     pub protocol: Protocol,
-    /// The local app endpoint (`127.0.0.1:<port>`) for configured ports.
-    pub app: Option<Arc<Endpoint>>,
+    /// App endpoints (pod IP and port) connected through this port, kept so connection
+    /// pools to the app outlive single downstream connections. Never shared with the
+    /// outbound side's endpoints of the same address: an outbound request must not reuse
+    /// a connection the inbound side opened to the app (it would skip inbound policy).
+    apps: std::sync::Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     pub http_metrics: Arc<HttpMetrics>,
     pub tcp_metrics: Arc<TcpMetrics>,
+}
+
+/// App endpoints one inbound port keeps (the default port serves any port, so a port
+/// scan must not grow the map without bound).
+const MAX_APP_ENDPOINTS: usize = 64;
+
+impl InboundPort {
+    /// The app endpoint at `addr` (the address the peer dialled, with the app port).
+    pub fn app_at(&self, addr: SocketAddr) -> Arc<Endpoint> {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ep) = apps.get(&addr) {
+            return Arc::clone(ep);
+        }
+        if apps.len() >= MAX_APP_ENDPOINTS {
+            apps.clear();
+        }
+        let ep = Arc::new(Endpoint::new(addr, None));
+        apps.insert(addr, Arc::clone(&ep));
+        ep
+    }
 }
 
 /// The whole routing table.
@@ -326,10 +349,9 @@ impl RouteTable {
             if let Some(p) = &p {
                 l.push(("target_port", p.as_str()));
             }
-            let app = port.map(|p| registry.get(SocketAddr::from(([127, 0, 0, 1], p)), None));
             Arc::new(InboundPort {
                 protocol,
-                app,
+                apps: std::sync::Mutex::default(),
                 http_metrics: metrics.http(labels(&l)),
                 tcp_metrics: metrics.tcp(labels(&l)),
             })

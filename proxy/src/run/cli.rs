@@ -104,6 +104,27 @@ pub struct RunArgs {
     /// Forward CONNECT requests (raw tunnels past per-request authorization); otherwise 405.
     #[arg(long, env = "WEFT_ALLOW_CONNECT")]
     pub allow_connect: bool,
+    /// Open connections per listener; more are closed at once (counted).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Time a peer has to finish a TLS handshake it started, in ms.
+    #[arg(long, default_value_t = 5000)]
+    pub tls_handshake_timeout_ms: u64,
+    /// An HTTP connection with no request in flight is closed after this long, in s.
+    #[arg(long, default_value_t = 3600)]
+    pub http_idle_timeout_s: u64,
+    /// A response stream that sends nothing for this long is aborted, in s.
+    #[arg(long, default_value_t = 300)]
+    pub stream_idle_timeout_s: u64,
+    /// HTTP/2 keep-alive PING interval on served connections, in s (0 = off).
+    #[arg(long, default_value_t = 60)]
+    pub h2_keepalive_s: u64,
+    /// Most request header fields accepted (more → 431).
+    #[arg(long, default_value_t = 100)]
+    pub max_headers: usize,
+    /// TCP keepalive idle time on accepted sockets, in s (0 = off).
+    #[arg(long, default_value_t = 60)]
+    pub tcp_keepalive_s: u64,
     /// Seconds to drain in-flight requests after SIGTERM.
     #[arg(long, default_value_t = 25)]
     pub drain_grace_s: u64,
@@ -111,6 +132,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub log_json: bool,
 }
+
+/// How long a served HTTP/2 connection may leave a keep-alive PING unanswered.
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn parse_map<T: std::str::FromStr>(s: &str) -> Result<(SocketAddr, T), String>
 where
@@ -224,6 +248,14 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
                 .collect(),
             connect: args.allow_connect,
         },
+        max_connections: args.max_connections,
+        tls_handshake_timeout: Duration::from_millis(args.tls_handshake_timeout_ms),
+        http_idle_timeout: Duration::from_secs(args.http_idle_timeout_s),
+        stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),
+        h2_keepalive: (args.h2_keepalive_s > 0)
+            .then(|| (Duration::from_secs(args.h2_keepalive_s), H2_KEEPALIVE_TIMEOUT)),
+        max_headers: args.max_headers,
+        tcp_keepalive: (args.tcp_keepalive_s > 0).then(|| Duration::from_secs(args.tcp_keepalive_s)),
     };
     let mut opts = Options {
         settings,

@@ -12,7 +12,7 @@ use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::net::self_guard::SelfGuard;
 use crate::probes::AppProbes;
-use crate::proxy::connect::{Connector, PlainConnector};
+use crate::proxy::connect::{AppConnector, Connector, PlainConnector};
 use crate::proxy::hooks::InboundSecurity;
 use crate::proxy::inbound::{self, InboundTarget};
 use crate::proxy::outbound::{self, OrigDst};
@@ -100,7 +100,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         Arc::new(MeshInbound::new(
             Arc::clone(&store),
             identity.clone(),
-            opts.settings.detect_timeout,
+            &opts.settings,
             &metrics,
         ))
     });
@@ -136,7 +136,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
         connector,
-        app_connector: Arc::new(PlainConnector),
+        app_connector: Arc::new(AppConnector),
         inbound_security,
         settings: opts.settings,
         drain: drain.clone(),

@@ -9,12 +9,13 @@
 use super::identity::{ALPN_H2, ALPN_HTTP1, IdentityStore};
 use super::verify::spiffe_id;
 use crate::conf::ConfigStore;
+use crate::log_limit::LogLimit;
 use crate::metrics::{Kind, Metrics, Series};
 use crate::net::detect::{Detected, classify};
 use crate::net::rewind::Rewind;
-use crate::proxy::Proto;
 use crate::proxy::connect::BoxIo;
 use crate::proxy::hooks::{AcceptFuture, InboundSecurity, Peer};
+use crate::proxy::{Proto, Settings};
 use bytes::BytesMut;
 use std::io;
 use std::net::SocketAddr;
@@ -39,8 +40,8 @@ fn plaintext_forbidden_response() -> String {
     )
 }
 
-/// Time allowed for a TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to write the plaintext 403 answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the first bytes are a TLS handshake record (`None`: need more).
 pub fn is_tls_hello(buf: &[u8]) -> Option<bool> {
@@ -63,6 +64,38 @@ async fn sniff(stream: &mut TcpStream, timeout: Duration) -> io::Result<(bool, B
             // Silent client (server-speaks-first protocol): not TLS.
             Err(_) => return Ok((false, buf)),
             Ok(Ok(0)) => return Ok((false, buf)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Largest TLS record a ClientHello may arrive in (RFC 8446 §5.1: 2^14 bytes of
+/// plaintext; a little more is tolerated for old clients).
+const MAX_HELLO_RECORD: usize = (1 << 14) + 256;
+
+/// Reads the rest of the first TLS record (the ClientHello) into `buf` before any TLS
+/// state is allocated, so a peer that sends a record header and stalls costs only this
+/// buffer. `Ok(false)`: the deadline passed first.
+async fn read_hello_record(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+) -> io::Result<bool> {
+    loop {
+        if buf.len() >= 5 {
+            let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+            if len > MAX_HELLO_RECORD {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "oversized TLS record"));
+            }
+            if buf.len() >= 5 + len {
+                return Ok(true);
+            }
+            buf.reserve(5 + len - buf.len());
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Err(_) => return Ok(false),
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
         }
@@ -92,8 +125,13 @@ pub struct MeshInbound {
     store: Arc<ConfigStore>,
     identity: Option<Arc<IdentityStore>>,
     detect_timeout: Duration,
+    handshake_timeout: Duration,
     plaintext_rejected: Arc<Series>,
     handshake_failed: Arc<Series>,
+    handshake_timed_out: Arc<Series>,
+    /// Bounded logs for what untrusted peers can trigger.
+    refused_log: LogLimit,
+    denied_log: LogLimit,
 }
 
 impl MeshInbound {
@@ -102,7 +140,7 @@ impl MeshInbound {
     pub fn new(
         store: Arc<ConfigStore>,
         identity: Option<Arc<IdentityStore>>,
-        detect_timeout: Duration,
+        settings: &Settings,
         metrics: &Metrics,
     ) -> Self {
         let f = &metrics.families;
@@ -110,7 +148,8 @@ impl MeshInbound {
         Self {
             store,
             identity,
-            detect_timeout,
+            detect_timeout: settings.detect_timeout,
+            handshake_timeout: settings.tls_handshake_timeout,
             plaintext_rejected: f.series(
                 "inbound_tls_rejected_total",
                 Kind::Counter,
@@ -123,7 +162,25 @@ impl MeshInbound {
                 help,
                 "reason=\"handshake\"",
             ),
+            handshake_timed_out: f.series(
+                "inbound_tls_rejected_total",
+                Kind::Counter,
+                help,
+                "reason=\"handshake_timeout\"",
+            ),
+            refused_log: LogLimit::default(),
+            denied_log: LogLimit::default(),
         }
+    }
+
+    /// Counts and logs (bounded) a handshake that did not finish within its timeout.
+    fn handshake_timeout_error(&self, addr: SocketAddr, port: u16) -> io::Error {
+        self.handshake_timed_out.inc();
+        if let Some(suppressed) = self.refused_log.admit() {
+            tracing::info!(peer = %addr, port, timeout_ms = self.handshake_timeout.as_millis() as u64,
+                suppressed, "inbound TLS handshake not completed in time");
+        }
+        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
     }
 
     fn strict(&self) -> bool {
@@ -137,13 +194,16 @@ impl InboundSecurity for MeshInbound {
     fn accept(&self, stream: TcpStream, addr: SocketAddr, port: u16) -> AcceptFuture<'_> {
         Box::pin(async move {
             let mut stream = stream;
+            let handshake_deadline = tokio::time::Instant::now() + self.handshake_timeout;
             let (tls, mut buf) = sniff(&mut stream, self.detect_timeout).await?;
             if !tls && self.strict() && is_plaintext_http1(&mut stream, &mut buf, self.detect_timeout).await {
                 // Plaintext HTTP/1 gets a readable answer (as Linkerd does) instead of a reset.
                 self.plaintext_rejected.inc();
-                tracing::info!(peer = %addr, port, "plaintext HTTP refused with 403 (mTLS mode strict)");
+                if let Some(suppressed) = self.refused_log.admit() {
+                    tracing::info!(peer = %addr, port, suppressed, "plaintext HTTP refused with 403 (mTLS mode strict)");
+                }
                 let _ = tokio::time::timeout(
-                    HANDSHAKE_TIMEOUT,
+                    ANSWER_TIMEOUT,
                     stream.write_all(plaintext_forbidden_response().as_bytes()),
                 )
                 .await;
@@ -153,11 +213,24 @@ impl InboundSecurity for MeshInbound {
                     "plaintext refused",
                 ));
             }
+            if tls {
+                match read_hello_record(&mut stream, &mut buf, handshake_deadline).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(self.handshake_timeout_error(addr, port)),
+                    Err(error) => {
+                        self.handshake_failed.inc();
+                        tracing::debug!(peer = %addr, port, %error, "inbound ClientHello unreadable");
+                        return Err(error);
+                    }
+                }
+            }
             let io = Rewind::new(buf, stream);
             if !tls {
                 if self.strict() {
                     self.plaintext_rejected.inc();
-                    tracing::info!(peer = %addr, port, "plaintext connection refused (mTLS mode strict)");
+                    if let Some(suppressed) = self.refused_log.admit() {
+                        tracing::info!(peer = %addr, port, suppressed, "plaintext connection refused (mTLS mode strict)");
+                    }
                     return Err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         "plaintext refused",
@@ -174,20 +247,19 @@ impl InboundSecurity for MeshInbound {
                 self.handshake_failed.inc();
                 io::Error::other("no workload certificate loaded yet")
             })?;
-            let accepted = tokio::time::timeout(
-                HANDSHAKE_TIMEOUT,
+            let accepted = tokio::time::timeout_at(
+                handshake_deadline,
                 TlsAcceptor::from(Arc::clone(&material.server)).accept(io),
             )
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
-            .and_then(|r| r);
+            .await;
             let tls = match accepted {
-                Ok(t) => t,
-                Err(error) => {
+                Ok(Ok(t)) => t,
+                Ok(Err(error)) => {
                     self.handshake_failed.inc();
                     tracing::debug!(peer = %addr, port, %error, "inbound mTLS handshake failed");
                     return Err(error);
                 }
+                Err(_) => return Err(self.handshake_timeout_error(addr, port)),
             };
             let (_, conn) = tls.get_ref();
             let identity = conn
@@ -211,8 +283,10 @@ impl InboundSecurity for MeshInbound {
         match snap.authz.check_tcp(peer.identity.as_deref(), port) {
             Ok(_) => true,
             Err(reason) => {
-                tracing::info!(source = peer.identity.as_deref().unwrap_or("<none>"), peer = %peer.addr,
-                    port, %reason, "inbound TCP connection denied");
+                if let Some(suppressed) = self.denied_log.admit() {
+                    tracing::info!(source = peer.identity.as_deref().unwrap_or("<none>"), peer = %peer.addr,
+                        port, %reason, suppressed, "inbound TCP connection denied");
+                }
                 false
             }
         }
@@ -229,8 +303,10 @@ impl InboundSecurity for MeshInbound {
         {
             Ok(_) => true,
             Err(reason) => {
-                tracing::info!(source = source.unwrap_or("<none>"), peer = %peer.addr, port,
-                    method = %req.method, path = req.uri.path(), %reason, "inbound request denied");
+                if let Some(suppressed) = self.denied_log.admit() {
+                    tracing::info!(source = source.unwrap_or("<none>"), peer = %peer.addr, port,
+                        method = %req.method, path = req.uri.path(), %reason, suppressed, "inbound request denied");
+                }
                 false
             }
         }
