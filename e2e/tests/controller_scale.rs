@@ -56,7 +56,7 @@ async fn populate(client: &kube::Client, ns: &str, n: usize) {
                 0,
                 json!({
                 "metadata": {"name": format!("p-{k}-{m}"), "annotations": {"weft.dev/injected": "bench"}},
-                "spec": {"serviceAccountName": format!("id-{k}"),
+                "spec": {"serviceAccountName": format!("id-{k}"), "initContainers": sidecar_stub(),
                          "containers": [{"name": "app", "image": "app",
                                          "ports": [{"name": "http", "containerPort": 8080}]}]}}),
             ));
@@ -230,6 +230,7 @@ async fn controller_at_scale(mode: &str) {
     for n in 0..NAMESPACES {
         let ns = TestNamespace::create(cp, "scale").await.unwrap();
         populate(&client, ns.name(), n).await;
+        mesh_namespace(&client, ns.name()).await;
         namespaces.push(ns);
     }
     let populate_secs = began.elapsed().as_secs_f64();

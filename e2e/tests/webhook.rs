@@ -29,27 +29,17 @@ struct WebhookProcess {
 }
 
 impl WebhookProcess {
-    fn start(listener: std::net::TcpListener, store: CertStore) -> Self {
+    fn start(listener: std::net::TcpListener, store: CertStore, shared: SharedConfig) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         listener.set_nonblocking(true).unwrap();
-        let cfg = InjectConfig {
-            proxy_image: "weft/proxy:e2e".into(),
-            ..InjectConfig::default()
-        };
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let tls = server_config(store).unwrap();
-            serve_tls(
-                listener,
-                router(SharedConfig::new(cfg)),
-                tls,
-                std::future::pending(),
-            )
-            .await;
+            serve_tls(listener, router(shared), tls, std::future::pending()).await;
         });
         WebhookProcess {
             runtime: Some(runtime),
@@ -184,7 +174,12 @@ async fn api_server_calls_the_webhook_and_stores_injected_pods() {
         secret.metadata.resource_version,
         "an up-to-date certificate must not be rewritten"
     );
-    let mut webhook = WebhookProcess::start(listener, store);
+    let e2e_cfg = InjectConfig {
+        proxy_image: "weft/proxy:e2e".into(),
+        ..InjectConfig::default()
+    };
+    let shared_cfg = SharedConfig::new(e2e_cfg.clone());
+    let mut webhook = WebhookProcess::start(listener, store, shared_cfg.clone());
 
     let meshed = TestNamespace::create(cp, "inject-on").await.unwrap();
     let plain = TestNamespace::create(cp, "inject-off").await.unwrap();
@@ -285,6 +280,59 @@ async fn api_server_calls_the_webhook_and_stores_injected_pods() {
         err.contains("weft.dev/skip-outbound-cidrs") && err.contains("10.0.0.0/99"),
         "{err}"
     );
+
+    // Enrolment (issue 14, item 8): a forged `weft.dev/injected` marker and an app
+    // container running as the proxy UID are denied; with allowOptOut false (what the
+    // injector reads from MeshConfig) so is the opt-out annotation, in meshed namespaces only.
+    let forged = pod("forged", json!({names::ANN_INJECTED: "0.1.0"}));
+    let err = meshed_pods
+        .create(&PostParams::default(), &forged)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("weft.dev/injected") && err.contains("no weft-proxy container"),
+        "{err}"
+    );
+    let mut as_proxy = pod("as-proxy", json!({}));
+    as_proxy.spec.as_mut().unwrap().containers[0].security_context =
+        Some(serde_json::from_value(json!({"runAsUser": 2102})).unwrap());
+    let err = meshed_pods
+        .create(&PostParams::default(), &as_proxy)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("spec.containers[0].securityContext.runAsUser"),
+        "{err}"
+    );
+    plain_pods
+        .create(&PostParams::default(), &as_proxy)
+        .await
+        .unwrap();
+    shared_cfg.set(InjectConfig {
+        allow_opt_out: false,
+        ..e2e_cfg
+    });
+    let err = meshed_pods
+        .create(
+            &PostParams::default(),
+            &pod("opt-out-locked", json!({names::ANN_INJECT: "disabled"})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("allowOptOut") && err.contains(names::ANN_INJECT),
+        "{err}"
+    );
+    plain_pods
+        .create(
+            &PostParams::default(),
+            &pod("opt-out-locked", json!({names::ANN_INJECT: "disabled"})),
+        )
+        .await
+        .unwrap();
 
     // Webhook down: failurePolicy Fail refuses meshed pods, other namespaces still work.
     webhook.stop();

@@ -40,6 +40,20 @@ pub struct MeshConfigSpec {
     /// Workload certificate lifetime (default 24h; renewed at 2/3 of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_validity: Option<GoDuration>,
+    /// Injection policy in the namespaces that opted into the mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection: Option<InjectionSettings>,
+}
+
+/// Injection policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionSettings {
+    /// Whether pods of meshed namespaces may opt out with `weft.dev/inject: disabled` or
+    /// bypass the proxy for some traffic with the `weft.dev/skip-*` annotations (default
+    /// `true`). `false`: the webhook denies such pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_opt_out: Option<bool>,
 }
 
 /// Access mode values.

@@ -8,11 +8,11 @@ use super::apply::{Applier, ManagedStores, api_resource};
 use super::leader::{self, LeaseConfig};
 use super::metrics::{Metrics, ResultLabel};
 use super::render::render;
-use super::snapshot::{self, Caches};
+use super::snapshot::{self, Caches, LABEL_INJECT};
 use super::state::{Kind, ObjectKey};
 use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ApiResource, DynamicObject};
@@ -130,6 +130,7 @@ struct Inputs {
     service_accounts: Store<ServiceAccount>,
     objects: Vec<(Kind, Store<DynamicObject>)>,
     mesh_configs: Store<DynamicObject>,
+    namespaces: Store<Namespace>,
     managed: ManagedStores,
 }
 
@@ -161,6 +162,12 @@ impl Inputs {
             service_accounts: typed(tasks, Api::all(client.clone()), all, notify),
             objects,
             mesh_configs: dynamic(tasks, Api::all_with(client.clone(), &mesh_ar), &mesh_ar, notify),
+            namespaces: typed(
+                tasks,
+                Api::all(client.clone()),
+                watcher::Config::default().labels(&format!("{LABEL_INJECT}=enabled")),
+                notify,
+            ),
             managed: ManagedStores {
                 config_maps: typed::<ConfigMap>(tasks, Api::all(client.clone()), managed.clone(), notify),
                 secrets: typed::<Secret>(tasks, Api::all(client.clone()), managed.clone(), notify),
@@ -179,6 +186,7 @@ impl Inputs {
             s.wait_until_ready().await?;
         }
         self.mesh_configs.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
         self.managed.config_maps.wait_until_ready().await?;
         self.managed.secrets.wait_until_ready().await?;
         self.managed.roles.wait_until_ready().await?;
@@ -214,6 +222,7 @@ impl Inputs {
             service_accounts: self.service_accounts.state(),
             objects,
             mesh_configs: self.mesh_configs.state(),
+            namespaces: self.namespaces.state(),
         };
         (caches, by_key)
     }

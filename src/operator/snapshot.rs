@@ -9,7 +9,7 @@ use crate::api::mesh::{AccessMode as ApiAccess, MeshConfigSpec, MtlsMode as ApiM
 use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
 use crate::api::specs::v1alpha4::{HTTPRouteGroupSpec, TCPRouteSpec};
 use crate::api::split::SplitView;
-use k8s_openapi::api::core::v1::{Container, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::DynamicObject;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,10 @@ use weft_proxy_config::{AccessMode, MtlsMode};
 
 /// Pod annotation marking injected (meshed) pods.
 pub const ANN_INJECTED: &str = "weft.dev/injected";
+/// Namespace label opting a namespace into the mesh (the webhook's `namespaceSelector`).
+pub const LABEL_INJECT: &str = "weft.dev/inject";
+/// The sidecar container a meshed pod must have.
+pub const PROXY_CONTAINER: &str = "weft-proxy";
 /// Containers the mesh adds to pods (their ports are not the app's).
 pub const MESH_CONTAINERS: [&str; 2] = ["weft-proxy", "weft-init"];
 /// Default workload certificate lifetime.
@@ -119,9 +123,26 @@ fn app_ports(containers: &[Container], out: &mut Vec<ContainerPortInfo>) {
     }
 }
 
-/// A meshed pod (annotation [`ANN_INJECTED`], not finished).
+/// Whether a namespace opted into the mesh (label `weft.dev/inject=enabled`).
+pub fn meshed_namespace(ns: &Namespace) -> Option<String> {
+    let enabled = ns.metadata.labels.as_ref()?.get(LABEL_INJECT)? == "enabled";
+    enabled.then(|| ns.metadata.name.clone()).flatten()
+}
+
+/// A meshed pod: annotation [`ANN_INJECTED`] *and* the sidecar container (the
+/// annotation alone can be written by anyone who creates pods), not finished. The
+/// namespace is checked by [`cluster_state`].
 pub fn meshed_pod(p: &Pod) -> Option<PodInfo> {
     p.metadata.annotations.as_ref()?.get(ANN_INJECTED)?;
+    let has_sidecar = p.spec.as_ref().is_some_and(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .any(|c| c.name == PROXY_CONTAINER)
+    });
+    if !has_sidecar {
+        return None;
+    }
     let status = p.status.as_ref();
     if matches!(
         status.and_then(|s| s.phase.as_deref()),
@@ -293,6 +314,8 @@ pub struct Caches {
     pub objects: Vec<(Kind, Vec<Arc<DynamicObject>>)>,
     /// MeshConfig objects.
     pub mesh_configs: Vec<Arc<DynamicObject>>,
+    /// Namespaces (only those labelled `weft.dev/inject=enabled` count).
+    pub namespaces: Vec<Arc<Namespace>>,
 }
 
 /// Builds the render input and the certificate lifetime.
@@ -302,11 +325,19 @@ pub fn cluster_state(c: &Caches) -> (ClusterState, Duration) {
         .iter()
         .find(|m| m.metadata.name.as_deref() == Some(crate::api::mesh::MESH_CONFIG_NAME));
     let (mesh, validity) = mesh(mesh_obj.map(|m| m.as_ref()));
+    let meshed_namespaces: std::collections::HashSet<String> =
+        c.namespaces.iter().filter_map(|n| meshed_namespace(n)).collect();
     let mut st = ClusterState {
         mesh,
         services: c.services.iter().filter_map(|s| service(s)).collect(),
         endpoint_slices: c.slices.iter().filter_map(|s| slice(s)).collect(),
-        meshed_pods: c.pods.iter().filter_map(|p| meshed_pod(p)).collect(),
+        // Only pods of opted-in namespaces become identities and endpoints.
+        meshed_pods: c
+            .pods
+            .iter()
+            .filter_map(|p| meshed_pod(p))
+            .filter(|p| meshed_namespaces.contains(&p.namespace))
+            .collect(),
         service_accounts: c
             .service_accounts
             .iter()
@@ -368,6 +399,61 @@ mod tests {
         assert_eq!(t.destination, ("n".to_string(), "d".to_string()));
         assert_eq!(t.destination_port, Some(80));
         assert_eq!(t.sources, [("o".to_string(), "s".to_string())]);
+    }
+
+    fn pod_in(ns: &str, name: &str, annotations: serde_json::Value, sidecar: bool) -> Arc<Pod> {
+        let mut spec = serde_json::json!({"serviceAccountName": name,
+            "containers": [{"name": "app", "ports": [{"containerPort": 8080}]}]});
+        if sidecar {
+            spec["initContainers"] = serde_json::json!([{"name": "weft-proxy", "restartPolicy": "Always"}]);
+        }
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+                "spec": spec,
+                "status": {"podIP": "198.18.0.7"},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn ns(name: &str, label: Option<&str>) -> Arc<Namespace> {
+        let labels = label.map(|v| serde_json::json!({"weft.dev/inject": v}));
+        Arc::new(
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": labels}}))
+                .unwrap(),
+        )
+    }
+
+    /// Issue 14, item 8: the `weft.dev/injected` annotation alone makes no identity or
+    /// endpoint; the pod must have the sidecar and live in an opted-in namespace.
+    #[test]
+    fn only_sidecar_pods_of_opted_in_namespaces_are_meshed() {
+        let injected = serde_json::json!({"weft.dev/injected": "0.1.0"});
+        let caches = Caches {
+            pods: vec![
+                pod_in("shop", "real", injected.clone(), true),
+                pod_in("shop", "forged-no-sidecar", injected.clone(), false),
+                pod_in("plain", "forged-elsewhere", injected.clone(), true),
+                pod_in("off", "label-disabled", injected.clone(), true),
+                pod_in("unknown", "no-namespace-object", injected, true),
+                pod_in("shop", "not-annotated", serde_json::json!({}), true),
+            ],
+            namespaces: vec![
+                ns("shop", Some("enabled")),
+                ns("plain", None),
+                ns("off", Some("disabled")),
+            ],
+            ..Caches::default()
+        };
+        let (st, _) = cluster_state(&caches);
+        let names: Vec<&str> = st.meshed_pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["real"]);
+        assert_eq!(st.meshed_pods[0].ports.len(), 1);
+        // Rendered: one identity only (configs or skipped for lack of a ServiceAccount).
+        let out = crate::operator::render::render(&st);
+        let ids: Vec<_> = out.configs.keys().chain(out.skipped.keys()).cloned().collect();
+        assert_eq!(ids, [("shop".to_string(), "real".to_string())]);
     }
 
     #[test]

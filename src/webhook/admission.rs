@@ -7,7 +7,8 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
 use super::config::InjectConfig;
-use super::inject::{Decision, decide, inject, patch};
+use super::enrolment::admit;
+use super::inject::{Decision, inject, patch};
 
 /// A request body that is not a usable AdmissionReview.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,7 +60,7 @@ fn respond(
         .as_deref()
         .or(pod.metadata.namespace.as_deref())
         .unwrap_or_default();
-    let injected = match decide(pod, namespace) {
+    let injected = match admit(pod, namespace, cfg) {
         Ok(Decision::Skip(why)) => return (resp, Outcome::Skipped(why)),
         Ok(Decision::Inject) => inject(pod, cfg),
         Err(deny) => Err(deny),
@@ -171,3 +172,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "admission_prop.rs"]
+mod prop;

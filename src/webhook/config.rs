@@ -38,6 +38,9 @@ pub struct InjectConfig {
     pub token_expiration_seconds: i64,
     /// Value of the `weft.dev/injected` marker.
     pub version: String,
+    /// Whether pods may opt out (`weft.dev/inject: disabled`, `weft.dev/skip-*`);
+    /// MeshConfig `spec.injection.allowOptOut`, default `true`.
+    pub allow_opt_out: bool,
 }
 
 /// Default sidecar image.
@@ -82,6 +85,7 @@ impl Default for InjectConfig {
             token_audience: None,
             token_expiration_seconds: 3600,
             version: VERSION.to_string(),
+            allow_opt_out: true,
         }
     }
 }
@@ -100,7 +104,15 @@ impl From<&ProxySettings> for InjectConfig {
 
 impl From<&MeshConfigSpec> for InjectConfig {
     fn from(spec: &MeshConfigSpec) -> Self {
-        spec.proxy.as_ref().map(InjectConfig::from).unwrap_or_default()
+        let cfg = spec.proxy.as_ref().map(InjectConfig::from).unwrap_or_default();
+        InjectConfig {
+            allow_opt_out: spec
+                .injection
+                .as_ref()
+                .and_then(|i| i.allow_opt_out)
+                .unwrap_or(true),
+            ..cfg
+        }
     }
 }
 
@@ -126,5 +138,17 @@ mod tests {
         assert_eq!(c.log_level, "debug");
         assert_eq!(c.resources, default_resources());
         assert_eq!(c.admin_port, 15020);
+        assert!(c.allow_opt_out);
+    }
+
+    #[test]
+    fn allow_opt_out_follows_mesh_config() {
+        let spec: MeshConfigSpec =
+            serde_json::from_value(serde_json::json!({"injection": {"allowOptOut": false}}))
+                .unwrap_or_default();
+        assert!(!InjectConfig::from(&spec).allow_opt_out);
+        let spec: MeshConfigSpec =
+            serde_json::from_value(serde_json::json!({"injection": {}})).unwrap_or_default();
+        assert!(InjectConfig::from(&spec).allow_opt_out);
     }
 }

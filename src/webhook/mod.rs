@@ -16,6 +16,7 @@ pub mod config;
 pub mod configuration;
 pub mod containers;
 pub mod deny;
+pub mod enrolment;
 pub mod exclusions;
 pub mod inject;
 pub mod mesh_config;
