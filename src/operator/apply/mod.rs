@@ -78,6 +78,9 @@ pub fn api_resource(kind: Kind) -> ApiResource {
     }
 }
 
+/// What was last written to an object, when, and the cached resourceVersion then.
+type MemoEntry = (String, Instant, Option<String>);
+
 /// Writes renders to the cluster.
 pub struct Applier {
     client: Client,
@@ -87,7 +90,7 @@ pub struct Applier {
     ca: Mutex<Option<(String, Arc<CaState>)>>,
     /// Per object: what was last written, when, and the resourceVersion the cache
     /// held at that moment (`None`: not cached), to tell a lagging cache from an edit.
-    memo: Mutex<HashMap<String, (String, Instant, Option<String>)>>,
+    memo: Mutex<HashMap<String, MemoEntry>>,
     pruning: catalog::Pruning,
 }
 
