@@ -240,6 +240,7 @@ async fn controller_at_scale(mode: &str) {
         .env("RUST_LOG", "warn")
         .args([
             "--disable-webhook",
+            "--disable-identity",
             "--disable-leader-election",
             "--pod-name",
             "weft-bench",
@@ -392,6 +393,7 @@ impl Replica {
             .args(["--metrics-port", &free_port().to_string()])
             .args(["--webhook-port", &free_port().to_string()])
             .args(["--webhook-health-port", &free_port().to_string()])
+            .args(["--identity-port", &free_port().to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);

@@ -12,6 +12,7 @@ use crate::webhook::server::serve_tls;
 use crate::webhook::tls::{CertStore, TlsError, server_config};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use std::future::Future;
@@ -119,7 +120,7 @@ async fn follow_ca(
 ) {
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={CA_SECRET}"));
-    let mut events = watcher::watcher(api, cfg).boxed();
+    let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
     let mut current: Option<Arc<CaState>> = None;
     let mut renew_at = OffsetDateTime::now_utc() + Duration::from_secs(3600);
     loop {
@@ -178,7 +179,7 @@ pub fn settings_of(mc: Option<&MeshConfig>) -> SignerSettings {
 async fn follow_mesh(client: Client, svc: IdentityService) {
     let api: Api<MeshConfig> = Api::all(client);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={MESH_CONFIG_NAME}"));
-    let mut events = watcher::watcher(api, cfg).boxed();
+    let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
     while let Some(event) = events.next().await {
         match event {
             Ok(Event::Apply(mc) | Event::InitApply(mc)) => svc.set_settings(settings_of(Some(&mc))),

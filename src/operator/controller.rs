@@ -289,7 +289,8 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync: Duration) -> Instant {
     let started = Instant::now();
     let (caches, objects) = inputs.caches();
-    let (mut state, validity) = snapshot::cluster_state(&caches);
+    // Certificate validity is the identity endpoint's business (crate::identity).
+    let (mut state, _validity) = snapshot::cluster_state(&caches);
     state.mesh.catalog_namespace = applier.system_namespace().to_string();
     let out = render(&state);
     let sizes: Vec<usize> = out.configs.values().map(|c| c.json.len()).collect();
@@ -304,13 +305,7 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
         .catalog_bytes
         .set(catalog.iter().map(|s| s.json.len()).sum::<usize>() as i64);
     let outcome = applier
-        .apply(
-            &out,
-            &state.mesh.trust_domain,
-            validity,
-            &inputs.managed,
-            &objects,
-        )
+        .apply(&out, &state.mesh.trust_domain, &inputs.managed, &objects)
         .await;
     let elapsed = started.elapsed();
     metrics.reconcile_duration.observe(elapsed.as_secs_f64());
