@@ -44,6 +44,9 @@ pub struct Options {
     pub lease: Option<LeaseConfig>,
     /// How long an unreferenced service catalog shard is kept before deletion.
     pub catalog_grace: Duration,
+    /// The controller's own ServiceAccount (in `system_namespace`): bound to ClusterRole
+    /// `weft-controller-workloads` in every meshed namespace, its only write rights there.
+    pub controller_service_account: String,
 }
 
 impl Options {
@@ -57,6 +60,7 @@ impl Options {
             resync: Duration::from_secs(300),
             lease: Some(LeaseConfig::new(system_namespace, instance)),
             catalog_grace: crate::operator::apply::catalog::DEFAULT_CATALOG_GRACE,
+            controller_service_account: crate::operator::apply::objects::CONTROLLER_SERVICE_ACCOUNT.into(),
         }
     }
 }
@@ -237,7 +241,8 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
         &opts.instance,
         handles.metrics.clone(),
         opts.catalog_grace,
-    );
+    )
+    .with_controller_service_account(&opts.controller_service_account);
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         r = inputs.wait_ready() => if r.is_err() { return },

@@ -75,6 +75,20 @@ impl Applier {
                 .filter(|ns| !meshed.contains(ns.as_str()) && *ns != self.system_namespace)
                 .map(|ns| ("configmap", ns, BUNDLE_CONFIG_MAP.to_string())),
         );
+        // Last: the controller's own binding in namespaces that left the mesh, once
+        // nothing else of weft is left to delete there (it grants those deletes).
+        let busy: BTreeSet<String> = stale.iter().map(|(_, ns, _)| ns.clone()).collect();
+        stale.extend(
+            stores
+                .role_bindings
+                .state()
+                .iter()
+                .filter(|b| b.metadata.name.as_deref() == Some(objects::NAMESPACE_BINDING))
+                .filter(|b| b.role_ref.name == objects::WORKLOADS_CLUSTER_ROLE)
+                .filter_map(|b| b.metadata.namespace.clone())
+                .filter(|ns| !meshed.contains(ns.as_str()) && !busy.contains(ns))
+                .map(|ns| ("rolebinding", ns, objects::NAMESPACE_BINDING.to_string())),
+        );
         let mut writes = 0;
         for (kind, ns, name) in stale {
             let r = self.delete(kind, &ns, &name).await;

@@ -95,6 +95,7 @@ pub struct Applier {
     /// held at that moment (`None`: not cached), to tell a lagging cache from an edit.
     memo: Mutex<HashMap<String, MemoEntry>>,
     pruning: catalog::Pruning,
+    controller_sa: String,
 }
 
 impl std::fmt::Debug for Applier {
@@ -135,7 +136,14 @@ impl Applier {
             ca: Mutex::new(None),
             memo: Mutex::new(HashMap::new()),
             pruning: catalog::Pruning::new(catalog_grace),
+            controller_sa: objects::CONTROLLER_SERVICE_ACCOUNT.into(),
         }
+    }
+
+    /// The controller's ServiceAccount bound in meshed namespaces.
+    pub fn with_controller_service_account(mut self, sa: &str) -> Self {
+        self.controller_sa = sa.into();
+        self
     }
 
     /// The mesh's own namespace (CA, catalog).
@@ -281,6 +289,16 @@ impl Applier {
             o.errors += errors;
             catalog_ok = errors == 0;
         }
+        // Opt-in: the controller's write rights in each meshed namespace come from a
+        // RoleBinding to ClusterRole weft-controller-workloads, applied before anything else
+        // there (the ClusterRole grants no cluster-wide write on ConfigMaps or Secrets).
+        let namespaces: BTreeSet<&str> = out.configs.keys().map(|(ns, _)| ns.as_str()).collect();
+        for ns in &namespaces {
+            let rb = objects::namespace_binding(ns, &self.controller_sa, &self.system_namespace);
+            let h = objects::hash_of(&rb.metadata).unwrap_or_default().to_string();
+            let cached = stores.role_bindings.get(&at(ns, objects::NAMESPACE_BINDING));
+            count(self.apply_obj("rolebinding", ns, &rb, &h, cached).await, &mut o);
+        }
         for ((ns, sa), cfg) in &out.configs {
             let name = objects::config_name(sa);
             if catalog_ok || cfg.config.catalog.is_none() {
@@ -317,7 +335,6 @@ impl Applier {
         // endpoint with it; a change makes them renew at once). Workload keys and
         // certificates are never stored: sidecars obtain them by CSR (crate::identity).
         if let Some(ca) = &ca {
-            let namespaces: BTreeSet<&str> = out.configs.keys().map(|(ns, _)| ns.as_str()).collect();
             for ns in namespaces {
                 let cm = objects::ca_bundle(ns, &ca.bundle);
                 let h = objects::hash_of(&cm.metadata).unwrap_or_default().to_string();
