@@ -48,7 +48,7 @@ lint: ## rustfmt check + clippy with -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test no-dev-cluster
-test: deps kube-bins node-tools images lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
+test: deps kube-bins node-tools images h2spec lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
 # The e2e tests run their own node (kubelet + containerd); only one may run per machine.

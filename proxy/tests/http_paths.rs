@@ -152,7 +152,7 @@ async fn upgrade_is_tunnelled() {
     )
     .await;
     let mut s = TcpStream::connect(p.outbound_addrs[0]).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nhost: ws\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+    s.write_all(b"GET /ws HTTP/1.1\r\nhost: ws\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
         .await
         .unwrap();
     let mut buf = vec![0u8; 1024];

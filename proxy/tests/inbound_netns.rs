@@ -11,20 +11,14 @@
 //! ClusterIP 198.19.0.20:80 exists only in the proxy config, its endpoint is the pod.
 //! Skips only when not root or when `ip netns` is unavailable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// `setns` has no safe std wrapper.
-#![allow(unsafe_code)]
 
-#[path = "support/netns.rs"]
 mod netns;
 
-use netns::{Netns, Proc, in_netns, must, serve};
+use netns::{Pod, admin_get, serve};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_weft-proxy");
 const POD_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 252, 2);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 252, 1);
 const SELF_SVC: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
@@ -81,90 +75,26 @@ fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
 
 #[test]
 fn loopback_listeners_stay_private_while_pod_ip_listeners_answer() {
-    if !netns::can_run() {
+    if !netns::supported() {
         eprintln!("SKIP: needs root and `ip netns`");
         return;
     }
     weft_proxy_config::ProxyConfig::from_json(&config_json()).expect("test config is valid");
-    let tag = format!("wi{}", std::process::id());
-    let pod = Netns::new(format!("{tag}-pod"));
-    let peer = Netns::new(format!("{tag}-peer"));
-    let (veth_pod, veth_peer) = (format!("{tag}p"), format!("{tag}q"));
-    must(
-        "ip",
-        &[
-            "link", "add", &veth_pod, "netns", &pod.0, "type", "veth", "peer", "name", &veth_peer, "netns",
-            &peer.0,
-        ],
-    );
-    pod.exec(&["ip", "addr", "add", &format!("{POD_IP}/24"), "dev", &veth_pod]);
-    pod.exec(&["ip", "link", "set", &veth_pod, "up"]);
-    pod.exec(&["ip", "route", "add", "default", "via", &PEER_IP.to_string()]);
-    peer.exec(&["ip", "addr", "add", &format!("{PEER_IP}/24"), "dev", &veth_peer]);
-    peer.exec(&["ip", "link", "set", &veth_peer, "up"]);
-
-    // The app: a public listener and a localhost-only one (pprof, a local Redis…).
-    let public = in_netns(&pod.0, || {
-        TcpListener::bind((Ipv4Addr::UNSPECIFIED, 8080)).unwrap()
-    });
-    serve(public, "app".into());
-    let private = in_netns(&pod.0, || TcpListener::bind((Ipv4Addr::LOCALHOST, 6060)).unwrap());
-    serve(private, "pprof".into());
     let app = SocketAddrV4::new(POD_IP, 8080);
     let pprof = SocketAddrV4::new(POD_IP, 6060);
-    // Without the sidecar the peer reaches 8080 only.
-    assert!(in_netns(&peer.0, || get(app)).unwrap().ends_with("app"));
-    assert!(
-        in_netns(&peer.0, || get(pprof)).is_err(),
-        "6060 is bound to loopback"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(&config, config_json()).unwrap();
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    pod.exec(&[BIN, "init"]);
-    let _proxy = Proc(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pod.0,
-                "setpriv",
-                "--reuid=2102",
-                "--regid=2102",
-                "--clear-groups",
-            ])
-            .args([BIN, "run", "--workers", "1", "--config"])
-            .env(
-                "RUST_LOG",
-                std::env::var("PROXY_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let admin = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 15020);
-    let admin_get = |path: &str| -> std::io::Result<String> {
-        let mut s = TcpStream::connect(admin)?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").as_bytes())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !in_netns(&pod.0, || {
-        admin_get("/ready").is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
-    }) {
-        assert!(Instant::now() < deadline, "proxy never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let p = Pod::start_with("wi", POD_IP, PEER_IP, &config_json(), |pod| {
+        // The ClusterIP needs a route to be dialled at all.
+        pod.exec(&["ip", "route", "add", "default", "via", &PEER_IP.to_string()]);
+        // The app: a public listener and a localhost-only one (pprof, a local Redis…).
+        let public = pod.run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 8080)).unwrap());
+        serve(public, "app".into());
+        let private = pod.run(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 6060)).unwrap());
+        serve(private, "pprof".into());
+    });
+    let (pod, peer) = (&p.pod, &p.peer);
 
     // The public listener answers through the sidecar, from the inbound source address.
-    let resp = in_netns(&peer.0, || get(app)).expect("8080 through the sidecar");
+    let resp = peer.run(|| get(app)).expect("8080 through the sidecar");
     assert!(
         resp.starts_with("HTTP/1.1 200") && resp.ends_with("app"),
         "{resp}"
@@ -177,7 +107,7 @@ fn loopback_listeners_stay_private_while_pod_ip_listeners_answer() {
     // every port to it) but forwarding to 198.18.252.2:6060 is refused, so the peer gets
     // no answer from pprof.
     for _ in 0..3 {
-        if let Ok(resp) = in_netns(&peer.0, || get(pprof)) {
+        if let Ok(resp) = peer.run(|| get(pprof)) {
             assert!(
                 resp.starts_with("HTTP/1.1 503") && !resp.contains("pprof"),
                 "loopback listener reached from a peer: {resp}"
@@ -187,7 +117,9 @@ fn loopback_listeners_stay_private_while_pod_ip_listeners_answer() {
     // Hairpin: the app calls a Service whose only endpoint is its own pod; outbound and
     // inbound both see it once (the outbound side must not reuse the connection the
     // inbound side keeps to the app), and the app answers.
-    let resp = in_netns(&pod.0, || get(SocketAddrV4::new(SELF_SVC, 80))).expect("hairpin call");
+    let resp = pod
+        .run(|| get(SocketAddrV4::new(SELF_SVC, 80)))
+        .expect("hairpin call");
     assert!(
         resp.starts_with("HTTP/1.1 200") && resp.ends_with("app"),
         "{resp}"
@@ -222,13 +154,11 @@ fn loopback_listeners_stay_private_while_pod_ip_listeners_answer() {
     };
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let metrics = in_netns(&pod.0, || admin_get("/metrics")).unwrap();
+        let metrics = pod.run(|| admin_get("/metrics")).unwrap().1;
         if counts(&metrics) == (2.0, 3.0, 1.0) {
             break;
         }
         assert!(Instant::now() < deadline, "{:?}\n{metrics}", counts(&metrics));
         std::thread::sleep(Duration::from_millis(50));
     }
-
-    pod.exec(&[BIN, "init", "--cleanup"]);
 }

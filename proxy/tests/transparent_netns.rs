@@ -12,7 +12,6 @@
 // `setns` has no safe std wrapper.
 #![allow(unsafe_code)]
 
-#[path = "support/netns.rs"]
 mod netns;
 
 use netns::{Netns, Proc, in_netns, must, serve};
@@ -23,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_weft-proxy");
+use netns::BIN;
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 const BACKENDS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 18, 251, 11), Ipv4Addr::new(198, 18, 251, 12)];
 
@@ -55,7 +54,7 @@ fn config_json() -> String {
 
 #[test]
 fn clusterip_call_is_intercepted_and_balanced_to_pod_ips() {
-    if !netns::can_run() {
+    if !netns::supported() {
         eprintln!("SKIP: needs root and `ip netns`");
         return;
     }

@@ -2,6 +2,12 @@
 //! preface, an HTTP/1 request line, or anything else (TLS ClientHello,
 //! server-speaks-first protocols, binary) treated as opaque TCP. The bytes read
 //! are handed back for replay through [`super::rewind::Rewind`].
+//!
+//! A complete first line counts as HTTP/1 only when it ends in `HTTP/1.0` or
+//! `HTTP/1.1`: text protocols that start with a word and a space (Redis inline
+//! commands, an invalid HTTP/2 preface such as h2spec's `INVALID CONNECTION
+//! PREFACE`) are forwarded opaquely to the upstream, which answers them as it would
+//! without the proxy, instead of getting an HTTP/1 `400` from the proxy.
 
 use bytes::BytesMut;
 use std::time::Duration;
@@ -54,6 +60,39 @@ pub fn classify(buf: &[u8]) -> Detected {
     }
 }
 
+/// Whether the first line of `buf` ends in an HTTP/1 version (`None`: no whole
+/// line yet).
+fn http1_version(buf: &[u8]) -> Option<bool> {
+    let end = buf.iter().position(|b| *b == b'\n')?;
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let version = line.rsplit(|b| *b == b' ').next().unwrap_or_default();
+    Some(line.contains(&b' ') && (version == b"HTTP/1.1" || version == b"HTTP/1.0"))
+}
+
+/// [`classify`], plus the check of the request line's version once the whole
+/// line is in `buf`. A line longer than the detection buffer is taken as HTTP/1
+/// on its method and target alone (long URLs).
+pub fn classify_request(buf: &[u8]) -> Detected {
+    match classify(buf) {
+        Detected::Http1 => match http1_version(buf) {
+            Some(true) => Detected::Http1,
+            Some(false) => Detected::Opaque,
+            None if buf.len() >= DETECT_BUF => Detected::Http1,
+            None => Detected::NeedMore,
+        },
+        d => d,
+    }
+}
+
+/// The verdict when no more bytes come (timeout or EOF): a started HTTP/1
+/// request line is HTTP/1, as before the version check, anything else opaque.
+fn settle(buf: &[u8]) -> Detected {
+    match classify(buf) {
+        Detected::Http1 => Detected::Http1,
+        _ => Detected::Opaque,
+    }
+}
+
 /// Reads until the protocol is known, `timeout` passes (→ opaque) or the peer
 /// closes. Returns the verdict and every byte read.
 pub async fn detect<R: AsyncRead + Unpin>(
@@ -63,19 +102,19 @@ pub async fn detect<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(DETECT_BUF);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match classify(&buf) {
+        match classify_request(&buf) {
             Detected::NeedMore if buf.len() < DETECT_BUF => {}
             Detected::NeedMore => return Ok((Detected::Opaque, buf)),
             d => return Ok((d, buf)),
         }
         match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
-            Err(_) => return Ok((Detected::Opaque, buf)),
+            Err(_) => return Ok((settle(&buf), buf)),
             Ok(Ok(0)) => {
                 return Ok((
                     if buf.is_empty() {
                         Detected::NeedMore
                     } else {
-                        Detected::Opaque
+                        settle(&buf)
                     },
                     buf,
                 ));
@@ -104,6 +143,46 @@ mod tests {
         assert_eq!(classify(b"get / HTTP/1.1"), Detected::Opaque);
         assert_eq!(classify(b"GET\t/"), Detected::Opaque);
         assert_eq!(classify(b""), Detected::NeedMore);
+    }
+
+    #[test]
+    fn request_lines_need_an_http1_version() {
+        assert_eq!(
+            classify_request(b"GET / HTTP/1.1\r\nhost: a\r\n"),
+            Detected::Http1
+        );
+        assert_eq!(classify_request(b"GET / HTTP/1.0\n"), Detected::Http1);
+        assert_eq!(
+            classify_request(b"CONNECT example:443 HTTP/1.1\r\n"),
+            Detected::Http1
+        );
+        assert_eq!(classify_request(b"GET /long/path?q"), Detected::NeedMore);
+        // h2spec 3.5 #2, a Redis inline command, a mangled h2 preface, HTTP/0.9.
+        assert_eq!(
+            classify_request(b"INVALID CONNECTION PREFACE\r\n\r\n"),
+            Detected::Opaque
+        );
+        assert_eq!(classify_request(b"SET key value\r\n"), Detected::Opaque);
+        assert_eq!(
+            classify_request(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"),
+            Detected::Opaque
+        );
+        assert_eq!(classify_request(b"GET /\r\n"), Detected::Opaque);
+        assert_eq!(classify_request(b"GET\r\n"), Detected::Opaque);
+        assert_eq!(classify_request(H2_PREFACE), Detected::Http2);
+        // A request line longer than the detection buffer is judged on its start.
+        let mut long = b"GET /".to_vec();
+        long.resize(DETECT_BUF, b'a');
+        assert_eq!(classify_request(&long), Detected::Http1);
+    }
+
+    #[tokio::test]
+    async fn a_request_line_cut_short_settles_on_its_start() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        use tokio::io::AsyncWriteExt;
+        a.write_all(b"GET /slow").await.unwrap();
+        let (d, _) = detect(&mut b, Duration::from_millis(30)).await.unwrap();
+        assert_eq!(d, Detected::Http1);
     }
 
     #[tokio::test]

@@ -74,6 +74,8 @@ impl Finish {
 pub struct UpstreamBody {
     inner: Incoming,
     finish: Option<Finish>,
+    /// The response to a HEAD request: no content, whatever the upstream sends.
+    head: bool,
 }
 
 impl UpstreamBody {
@@ -82,6 +84,35 @@ impl UpstreamBody {
         Self {
             inner,
             finish: Some(finish),
+            head: false,
+        }
+    }
+
+    /// The body of a response to HEAD (RFC 9110 §9.3.2: it has no content). It
+    /// ends at once and never reads `inner`: an HTTP/2 upstream that sends DATA
+    /// anyway (hyper's h2 server does when the app returns a body) would
+    /// otherwise reset the stream with PROTOCOL_ERROR before the downstream saw
+    /// the headers. The upstream's `content-length` header is kept.
+    pub fn head(inner: Incoming, finish: Finish) -> Self {
+        Self {
+            inner,
+            finish: Some(finish),
+            head: true,
+        }
+    }
+
+    fn complete(&mut self) {
+        if let Some(mut f) = self.finish.take() {
+            let ended = self.inner.is_end_stream();
+            if self.head {
+                // Counted by status; a connection with unread DATA is not reused.
+                if !ended {
+                    f.pool = None;
+                }
+                f.complete(true);
+            } else {
+                f.complete(ended);
+            }
         }
     }
 }
@@ -101,9 +132,7 @@ impl Body {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if let Some(f) = self.finish.take() {
-            f.complete(self.inner.is_end_stream());
-        }
+        self.complete();
     }
 }
 
@@ -116,6 +145,10 @@ impl HttpBody for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if this.head {
+            this.complete();
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -141,10 +174,14 @@ impl HttpBody for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.head || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.head {
+            // Unknown, not 0: hyper would otherwise add `content-length: 0`.
+            return SizeHint::default();
+        }
         self.inner.size_hint()
     }
 }

@@ -1,6 +1,7 @@
 //! Sending one request to one chosen endpoint over a pooled connection:
-//! hop-by-hop cleanup, HTTP/1 upgrades (WebSocket, CONNECT) turned into a byte
-//! tunnel, a response-header timeout, latency feeding the balancer, and a
+//! hop-by-hop cleanup, HTTP/1 upgrades (WebSocket, CONNECT; which ones is decided
+//! before, by [`super::tunnel`]) turned into a byte tunnel tracked by the drain,
+//! a response-header timeout, latency feeding the balancer, and a
 //! response body that finishes the bookkeeping when it ends. The caller records
 //! the request's latency (it may make several attempts).
 
@@ -10,6 +11,7 @@ use super::connect::{ConnectError, Connector};
 use super::errors::ProxyError;
 use super::headers::{strip_hop_by_hop, wants_upgrade};
 use super::pool::{checkout_h1, checkout_h2};
+use crate::drain::Drain;
 use crate::endpoint::{Endpoint, now_ns};
 use crate::metrics::{Class, HttpMetrics};
 use http::{Method, Request, Response, StatusCode};
@@ -32,6 +34,8 @@ pub struct Call<'a> {
     pub max_requests_per_connection: Option<u32>,
     /// When the request headers were received (latency origin).
     pub start: Instant,
+    /// Upgraded tunnels register here, so shutdown waits for them and counts them.
+    pub drain: &'a Drain,
 }
 
 impl From<ConnectError> for ProxyError {
@@ -61,6 +65,7 @@ pub async fn send(
     mut req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let is_connect = req.method() == Method::CONNECT;
+    let is_head = req.method() == Method::HEAD;
     let upgrade = call.proto == Proto::Http1 && (is_connect || wants_upgrade(req.headers()));
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     strip_hop_by_hop(req.headers_mut(), upgrade);
@@ -139,7 +144,11 @@ pub async fn send(
     if let (true, Some(down)) = (upgraded, downstream_upgrade) {
         let up = hyper::upgrade::on(&mut resp);
         let idle = call.tunnel_idle;
+        // The downstream connection's own guard ends with hyper's serve future at
+        // the upgrade: the tunnel holds one of its own.
+        let guard = call.drain.track();
         tokio::spawn(async move {
+            let _guard = guard;
             match tokio::try_join!(down, up) {
                 Ok((d, u)) => {
                     crate::net::tcp::forward(TokioIo::new(d), TokioIo::new(u), idle).await;
@@ -158,8 +167,10 @@ pub async fn send(
         in_flight: Some(in_flight),
         count: true,
     };
-    Ok(Response::from_parts(
-        parts,
-        Body::Upstream(UpstreamBody::new(body, finish)),
-    ))
+    let body = if is_head {
+        UpstreamBody::head(body, finish)
+    } else {
+        UpstreamBody::new(body, finish)
+    };
+    Ok(Response::from_parts(parts, Body::Upstream(body)))
 }

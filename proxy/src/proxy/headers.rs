@@ -48,9 +48,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(KEEP_ALIVE);
     headers.remove(PROXY_CONNECTION);
     headers.remove(TRANSFER_ENCODING);
+    // Every `te` value, not just the first: `te: trailers` + `te: gzip` is not forwarded.
     if headers
-        .get(TE)
-        .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        .get_all(TE)
+        .iter()
+        .any(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         headers.remove(TE);
     }

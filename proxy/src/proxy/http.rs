@@ -120,8 +120,15 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Bo
         // HTTP/1 heads are capped by hyper (`max_headers`); HTTP/2 ones here.
         return Ok(ProxyError::TooManyHeaders.response(None));
     }
-    let req = req.map(Body::Incoming);
+    let mut req = req.map(Body::Incoming);
     let log = ctx.shared.settings.access_log.then(|| Entry::new(&req));
+    let direction = match ctx.side {
+        Side::Outbound { .. } => "outbound",
+        Side::Inbound { .. } => "inbound",
+    };
+    if let Some(refused) = super::tunnel::screen(&ctx.shared, direction, &mut req) {
+        return Ok(refused);
+    }
     let (resp, direction, target) = match &ctx.side {
         Side::Outbound { dst } => (
             outbound(&ctx, *dst, start, req).await,
@@ -185,6 +192,7 @@ async fn inbound(
         tunnel_idle: settings.tcp_idle_timeout,
         max_requests_per_connection: None,
         start,
+        drain: &ctx.shared.drain,
     };
     let result = forward::send(&call, app, Request::from_parts(parts, body)).await;
     metrics.latency(start.elapsed());

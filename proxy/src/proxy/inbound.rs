@@ -11,6 +11,7 @@ use super::{Proto, Shared};
 use crate::net::detect::{Detected, detect};
 use crate::net::orig_dst::original_dst;
 use crate::net::rewind::Rewind;
+use crate::net::self_guard::Direction;
 use crate::net::tcp;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -29,36 +30,33 @@ pub enum InboundTarget {
 
 /// Accepts until draining starts.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, target: InboundTarget) {
-    super::accept::accept_loop(listener, shared, "inbound", move |shared, stream, peer, local| {
-        handle(shared, stream, peer, target, local)
-    })
+    super::accept::accept_loop(
+        listener,
+        shared,
+        "inbound",
+        move |shared, stream, peer, _local| handle(shared, stream, peer, target),
+    )
     .await;
 }
 
 /// Where the app is for this connection: the original destination (iptables
 /// `REDIRECT`), or the listener's local address with the fixed app port.
-fn app_addr(stream: &TcpStream, target: InboundTarget, listener: Option<SocketAddr>) -> Option<SocketAddr> {
+fn app_addr(stream: &TcpStream, target: InboundTarget) -> Option<SocketAddr> {
     match target {
         InboundTarget::Fixed(p) => Some(SocketAddr::new(stream.local_addr().ok()?.ip(), p)),
-        InboundTarget::Kernel => {
-            let dst = original_dst(stream).or_else(|_| stream.local_addr()).ok()?;
-            (Some(dst) != listener).then_some(dst)
-        }
+        InboundTarget::Kernel => original_dst(stream).or_else(|_| stream.local_addr()).ok(),
     }
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer_addr: SocketAddr,
-    target: InboundTarget,
-    listener: Option<SocketAddr>,
-) {
+async fn handle(shared: Arc<Shared>, stream: TcpStream, peer_addr: SocketAddr, target: InboundTarget) {
     let _ = stream.set_nodelay(true);
-    let Some(app_addr) = app_addr(&stream, target, listener) else {
-        tracing::debug!(peer = %peer_addr, "dropping connection addressed to the proxy itself");
+    let Some(app_addr) = app_addr(&stream, target) else {
         return;
     };
+    // An app address on one of the proxy's own ports would loop.
+    if shared.self_guard.reject(Direction::Inbound, app_addr, peer_addr) {
+        return;
+    }
     let port = app_addr.port();
     let Some(snap) = shared.store.load() else { return };
     let info = Arc::clone(snap.table.inbound(port));

@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod policy;
 pub mod pool;
 pub mod replay;
+pub mod tunnel;
 
 use crate::conf::ConfigStore;
 use crate::drain::Drain;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// Emit one JSON line per request on stdout.
     pub access_log: bool,
+    /// Which upgrades and CONNECTs may become raw tunnels.
+    pub tunnels: tunnel::TunnelPolicy,
     /// Open connections per listener; more are closed at once and counted.
     pub max_connections: usize,
     /// Time a peer has to complete the TLS handshake once it started one.
@@ -74,6 +77,7 @@ impl Default for Settings {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             access_log: false,
+            tunnels: tunnel::TunnelPolicy::default(),
             max_connections: 10_000,
             tls_handshake_timeout: Duration::from_secs(5),
             http_idle_timeout: Duration::from_secs(3600),
@@ -96,6 +100,8 @@ pub struct Shared {
     pub inbound_security: Arc<dyn hooks::InboundSecurity>,
     pub settings: Settings,
     pub drain: Drain,
+    /// Closes connections addressed to the proxy's own listeners (loops).
+    pub self_guard: Arc<crate::net::self_guard::SelfGuard>,
 }
 
 /// HTTP version spoken on a connection (the same on both sides: the proxy

@@ -9,6 +9,7 @@ use super::{Proto, Shared};
 use crate::net::detect::{Detected, detect};
 use crate::net::orig_dst::original_dst;
 use crate::net::rewind::Rewind;
+use crate::net::self_guard::Direction;
 use crate::net::tcp;
 use crate::proxy::policy::pick_endpoint;
 use crate::resilience::retry::Attempt;
@@ -38,35 +39,27 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, orig: OrigDst) {
         listener,
         shared,
         "outbound",
-        move |shared, stream, peer, local| handle(shared, stream, peer, orig, local),
+        move |shared, stream, peer, _local| handle(shared, stream, peer, orig),
     )
     .await;
 }
 
-fn destination(stream: &TcpStream, orig: OrigDst, listener: Option<SocketAddr>) -> Option<SocketAddr> {
+fn destination(stream: &TcpStream, orig: OrigDst) -> Option<SocketAddr> {
     match orig {
         OrigDst::Fixed(dst) => Some(dst),
-        OrigDst::Kernel => {
-            let dst = original_dst(stream).or_else(|_| stream.local_addr()).ok()?;
-            // A connection made straight to the proxy port has no other destination:
-            // forwarding it to itself would loop.
-            (Some(dst) != listener).then_some(dst)
-        }
+        OrigDst::Kernel => original_dst(stream).or_else(|_| stream.local_addr()).ok(),
     }
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    orig: OrigDst,
-    listener: Option<SocketAddr>,
-) {
+async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, orig: OrigDst) {
     let _ = stream.set_nodelay(true);
-    let Some(dst) = destination(&stream, orig, listener) else {
-        tracing::debug!(%peer, "dropping connection addressed to the proxy itself");
+    let Some(dst) = destination(&stream, orig) else {
         return;
     };
+    // A destination on one of the proxy's own ports here would loop back into it.
+    if shared.self_guard.reject(Direction::Outbound, dst, peer) {
+        return;
+    }
     let route = shared.store.load().and_then(|s| s.table.outbound(&dst).cloned());
     let Some(route) = route else {
         passthrough(&shared, stream, dst).await;

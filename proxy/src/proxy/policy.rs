@@ -329,6 +329,7 @@ async fn attempts(
             .and_then(|c| c.connection_pool.as_ref())
             .and_then(|p| p.max_requests_per_connection),
         start,
+        drain: &shared.drain,
     };
     let done = |outcome: Outcome| {
         metrics.latency(start.elapsed());

@@ -7,6 +7,7 @@ use crate::probes::AppProbes;
 use crate::proxy::Settings;
 use crate::proxy::inbound::InboundTarget;
 use crate::proxy::outbound::OrigDst;
+use crate::proxy::tunnel::TunnelPolicy;
 use crate::tls::csr::CsrClient;
 use anyhow::{Context, bail};
 use std::net::{IpAddr, SocketAddr};
@@ -109,6 +110,18 @@ pub struct RunArgs {
     /// JSON access log on stdout.
     #[arg(long)]
     pub access_log: bool,
+    /// HTTP/1 upgrade protocols that may become raw tunnels (comma-separated; replaces
+    /// the default, `--allow-upgrade=` allows none). Others get 403 (`h2c` is ignored).
+    #[arg(
+        long,
+        env = "WEFT_ALLOW_UPGRADE",
+        value_delimiter = ',',
+        default_value = "websocket"
+    )]
+    pub allow_upgrade: Vec<String>,
+    /// Forward CONNECT requests (raw tunnels past per-request authorization); otherwise 405.
+    #[arg(long, env = "WEFT_ALLOW_CONNECT")]
+    pub allow_connect: bool,
     /// Open connections per listener; more are closed at once (counted).
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
@@ -244,6 +257,15 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
         header_read_timeout: Duration::from_secs(30),
         max_header_bytes: args.max_header_bytes,
         access_log: args.access_log,
+        tunnels: TunnelPolicy {
+            upgrades: args
+                .allow_upgrade
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect(),
+            connect: args.allow_connect,
+        },
         max_connections: args.max_connections,
         tls_handshake_timeout: Duration::from_millis(args.tls_handshake_timeout_ms),
         http_idle_timeout: Duration::from_secs(args.http_idle_timeout_s),
@@ -354,4 +376,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(open_connections = left, "stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn tunnels(args: &[&str]) -> TunnelPolicy {
+        let mut argv = vec![
+            "weft-proxy",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:2",
+        ];
+        argv.extend_from_slice(args);
+        options(&Cli::parse_from(argv).run).unwrap().settings.tunnels
+    }
+
+    #[test]
+    fn tunnel_flags() {
+        assert_eq!(tunnels(&[]), TunnelPolicy::default());
+        assert_eq!(
+            tunnels(&["--allow-upgrade=websocket,echo", "--allow-connect"]),
+            TunnelPolicy {
+                upgrades: vec!["websocket".into(), "echo".into()],
+                connect: true
+            }
+        );
+        assert_eq!(
+            tunnels(&["--allow-upgrade="]),
+            TunnelPolicy {
+                upgrades: vec![],
+                connect: false
+            }
+        );
+    }
 }

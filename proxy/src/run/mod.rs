@@ -10,6 +10,7 @@ use crate::conf::kube_http::KubeHttp;
 use crate::conf::{ConfigStore, file::watch_file};
 use crate::drain::Drain;
 use crate::metrics::Metrics;
+use crate::net::self_guard::SelfGuard;
 use crate::probes::AppProbes;
 use crate::proxy::connect::{AppConnector, Connector, PlainConnector};
 use crate::proxy::hooks::InboundSecurity;
@@ -125,6 +126,34 @@ pub async fn start(opts: Options) -> io::Result<Running> {
             &metrics,
         ))
     });
+    // Bind every listener first: the self-connection guard needs their addresses.
+    let mut outbound = Vec::new();
+    for (addr, orig) in opts.outbound {
+        outbound.push((TcpListener::bind(addr).await?, orig));
+    }
+    let mut inbound = Vec::new();
+    for (addr, target) in opts.inbound {
+        inbound.push((TcpListener::bind(addr).await?, target));
+    }
+    let admin_listener = match opts.admin {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let outbound_addrs = outbound
+        .iter()
+        .map(|(l, _)| l.local_addr())
+        .collect::<io::Result<Vec<_>>>()?;
+    let inbound_addrs = inbound
+        .iter()
+        .map(|(l, _)| l.local_addr())
+        .collect::<io::Result<Vec<_>>>()?;
+    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let own: Vec<SocketAddr> = outbound_addrs
+        .iter()
+        .chain(&inbound_addrs)
+        .chain(&admin_addr)
+        .copied()
+        .collect();
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
@@ -133,23 +162,15 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         inbound_security,
         settings: opts.settings,
         drain: drain.clone(),
+        self_guard: Arc::new(SelfGuard::new(own, &metrics)),
     });
-    let mut outbound_addrs = Vec::new();
-    for (addr, orig) in opts.outbound {
-        let l = TcpListener::bind(addr).await?;
-        outbound_addrs.push(l.local_addr()?);
+    for (l, orig) in outbound {
         tasks.push(tokio::spawn(outbound::run(l, Arc::clone(&shared), orig)));
     }
-    let mut inbound_addrs = Vec::new();
-    for (addr, target) in opts.inbound {
-        let l = TcpListener::bind(addr).await?;
-        inbound_addrs.push(l.local_addr()?);
+    for (l, target) in inbound {
         tasks.push(tokio::spawn(inbound::run(l, Arc::clone(&shared), target)));
     }
-    let mut admin_addr = None;
-    if let Some(addr) = opts.admin {
-        let l = TcpListener::bind(addr).await?;
-        admin_addr = Some(l.local_addr()?);
+    if let Some(l) = admin_listener {
         let a = Admin {
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),

@@ -148,6 +148,7 @@ impl Harness {
             inbound_security: Arc::new(Plaintext),
             settings: Settings::default(),
             drain: Drain::default(),
+            self_guard: Default::default(),
         });
         Self { shared, fake }
     }

@@ -41,6 +41,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// A server whose accept loop is `task` (aborted on drop).
+    pub fn new(addr: SocketAddr, hits: Arc<AtomicU64>, task: JoinHandle<()>) -> Self {
+        Self { addr, hits, task }
+    }
+
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
