@@ -206,8 +206,9 @@ pub fn volumes(cfg: &InjectConfig, service_account: &str) -> Vec<Volume> {
                         ..Default::default()
                     },
                     VolumeProjection {
-                        // Optional: the operator writes it once the namespace has identities;
-                        // the sidecar retries (and stays unready) until it appears.
+                        // Not optional (like Istio's istio-ca-root-cert): kubelet retries the
+                        // mount until the operator has written it (within a reconcile of the
+                        // namespace's first meshed pod), so the sidecar starts with the bundle.
                         config_map: Some(ConfigMapProjection {
                             name: weft_proxy_config::identity::BUNDLE_CONFIG_MAP.into(),
                             items: Some(vec![KeyToPath {
@@ -215,7 +216,7 @@ pub fn volumes(cfg: &InjectConfig, service_account: &str) -> Vec<Volume> {
                                 path: CA_BUNDLE_FILE.into(),
                                 mode: None,
                             }]),
-                            optional: Some(true),
+                            optional: None,
                         }),
                         ..Default::default()
                     },

@@ -105,10 +105,7 @@ fn existing_init_containers_come_after_init_and_sidecar() {
         (Some("weft.dev/identity"), Some(3600), "token")
     );
     let bundle = sources[1].config_map.as_ref().unwrap();
-    assert_eq!(
-        (bundle.name.as_str(), bundle.optional),
-        ("weft-ca-bundle", Some(true))
-    );
+    assert_eq!((bundle.name.as_str(), bundle.optional), ("weft-ca-bundle", None));
     let env = |k: &str| {
         sidecar
             .env
