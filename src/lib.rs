@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod certs;
+pub mod identity;
 pub mod operator;
 pub mod webhook;

@@ -2,7 +2,8 @@
 //!
 //! Every replica serves health (`--health-port`: `/healthz`, `/readyz`),
 //! metrics (`--metrics-port`: `/metrics`) and the injection webhook
-//! (`--webhook-port`); only the replica holding the leader Lease reconciles.
+//! (`--webhook-port`) and the identity endpoint (`--identity-port`, CSR signing);
+//! only the replica holding the leader Lease reconciles.
 
 use anyhow::Context;
 use axum::Router;
@@ -12,6 +13,7 @@ use clap::Parser;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use weft_controller::identity;
 use weft_controller::operator::{self, Handles, Options, leader::LeaseConfig};
 use weft_controller::webhook::{
     self, InjectConfig, certgen::ServingIdentity, certmgr::CertManagerConfig, mesh_config,
@@ -43,6 +45,15 @@ struct Args {
     /// Do not serve the admission webhook.
     #[arg(long)]
     disable_webhook: bool,
+    /// Port of the identity endpoint (HTTPS; sidecars send CSRs here).
+    #[arg(long, default_value_t = weft_controller::identity::DEFAULT_PORT)]
+    identity_port: u16,
+    /// Service the sidecars reach the identity endpoint through (serving-cert DNS names).
+    #[arg(long, default_value = weft_controller::identity::SERVICE)]
+    identity_service: String,
+    /// Do not serve the identity endpoint.
+    #[arg(long)]
+    disable_identity: bool,
     /// Namespace of the controller (CA Secret, leader Lease).
     #[arg(long, env = "POD_NAMESPACE", default_value = "weft-system")]
     namespace: String,
@@ -205,6 +216,24 @@ async fn main() -> anyhow::Result<()> {
             webhook::run::run(client, webhook_opts, shared, stop)
                 .await
                 .context("admission webhook")
+        });
+    }
+
+    // Identity endpoint: every replica signs CSRs (no leader needed: the CA is read-only).
+    if args.disable_identity {
+        tracing::info!("identity endpoint disabled by flag");
+    } else {
+        let identity_opts = identity::run::IdentityOptions {
+            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.identity_port)),
+            namespace: args.namespace.clone(),
+            service: args.identity_service.clone(),
+        };
+        let client = client.clone();
+        let stop = stopped();
+        servers.spawn(async move {
+            identity::run::run(client, identity_opts, stop, None)
+                .await
+                .context("identity endpoint")
         });
     }
 

@@ -241,6 +241,7 @@ async fn controller_at_scale(mode: &str) {
         .env("RUST_LOG", "warn")
         .args([
             "--disable-webhook",
+            "--disable-identity",
             "--disable-leader-election",
             "--pod-name",
             "weft-bench",
@@ -393,6 +394,7 @@ impl Replica {
             .args(["--metrics-port", &free_port().to_string()])
             .args(["--webhook-port", &free_port().to_string()])
             .args(["--webhook-health-port", &free_port().to_string()])
+            .args(["--identity-port", &free_port().to_string()])
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);

@@ -2,7 +2,8 @@
 //! in-process as a library call: a Flagger-style v1alpha1 TrafficSplit reaches the
 //! client's ConfigMap and weight updates land within 1 s; TrafficTarget + routes reach
 //! the destination's grants; Retry and CircuitBreaker reach the clients; a restart
-//! writes nothing when nothing changed and keeps the CA; short-lived certs are renewed;
+//! writes nothing when nothing changed and keeps the CA; no Secret in a meshed namespace
+//! holds a private key (issue 14 item 6) and the trust bundle follows a CA rollover;
 //! leadership fails over; an edited ConfigMap or Role that kept its hash annotation is
 //! restored. Tests take a global lock: every operator watches the whole
 //! cluster, so two running at once would fight over each other's objects.
@@ -19,7 +20,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 use weft_controller::certs::store::CA_SECRET;
 use weft_controller::operator::leader::LeaseConfig;
@@ -409,13 +409,9 @@ async fn access_and_policies_land_in_configs_and_bad_refs_are_reported() {
         .get("weft-proxy-frontend")
         .await
         .unwrap();
-    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
-        .get("weft-identity-frontend")
-        .await
-        .unwrap();
-    let pem = String::from_utf8(secret.data.unwrap()["tls.crt"].0.clone()).unwrap();
-    let sans = weft_controller::certs::ca::uri_sans(&pem).unwrap();
-    assert_eq!(sans, [format!("spiffe://cluster.local/ns/{ns}/sa/frontend")]);
+    // The namespace gets the public trust bundle (sidecars get certificates by CSR).
+    let bundle = until_bundle(&client, &ns, |_| true).await;
+    assert!(bundle.contains("BEGIN CERTIFICATE") && !bundle.contains("PRIVATE KEY"));
 
     let ts = dynamic(&client, &ns, "split.smi-spec.io", "v1alpha4", "TrafficSplit");
     until_condition(&ts, "broken", "ResolvedRefs", ("False", "BackendNotFound")).await;
@@ -459,17 +455,16 @@ async fn versions(client: &Client, ns: &str) -> Vec<(String, String)> {
                 .unwrap()
                 .metadata,
         ));
-        let s = format!("weft-identity-{sa}");
-        out.push(rv(
-            "secret",
-            &s,
-            &Api::<Secret>::namespaced(client.clone(), ns)
-                .get(&s)
-                .await
-                .unwrap()
-                .metadata,
-        ));
     }
+    out.push(rv(
+        "cm",
+        "weft-ca-bundle",
+        &Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .get("weft-ca-bundle")
+            .await
+            .unwrap()
+            .metadata,
+    ));
     let ca = Api::<Secret>::namespaced(client.clone(), SYSTEM_NS)
         .get(CA_SECRET)
         .await
@@ -549,59 +544,94 @@ async fn restart_writes_nothing_when_nothing_changed_and_keeps_the_ca() {
     second.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_lived_certificates_are_renewed_before_expiry() {
-    let (_guard, ns, client) = setup("op-renew").await;
-    let ns = ns.name().to_string();
-    let _mesh = MeshConfigGuard(client.clone());
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "policy.weft.dev",
-        "v1alpha1",
-        "MeshConfig",
-    ));
-    let mc: DynamicObject = serde_json::from_value(
-        json!({"apiVersion": "policy.weft.dev/v1alpha1", "kind": "MeshConfig",
-        "metadata": {"name": "default"}, "spec": {"certificateValidity": "6s"}}),
-    )
-    .unwrap();
-    Api::<DynamicObject>::all_with(client.clone(), &ar)
-        .patch("default", &PatchParams::apply("e2e").force(), &Patch::Apply(&mc))
-        .await
-        .unwrap();
-    workload(&client, &ns, "frontend", "frontend-1", &[], "198.18.10.1").await;
-    let op = Running::single(&client, "op-renew");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let cert_of = |s: &Secret| String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
-    let began = Instant::now();
-    let first = loop {
-        if let Some(s) = secrets.get_opt("weft-identity-frontend").await.unwrap() {
-            break s;
-        }
-        assert!(began.elapsed() < Duration::from_secs(30), "no identity secret");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let (nb, na) = weft_controller::certs::ca::validity(&cert_of(&first)).unwrap();
-    let life = (na - nb).whole_milliseconds();
-    assert!(
-        (6_000..=7_000).contains(&life),
-        "6s validity + <1s backdating (whole seconds), got {life} ms"
-    );
-    // Renewal is due at 2/3 of the life (~3.8 s after issue): wait for a renewed certificate.
+/// The `ca.crt` of ConfigMap `weft-ca-bundle` in `ns` once `ok` accepts it.
+async fn until_bundle(client: &Client, ns: &str, ok: impl Fn(&str) -> bool) -> String {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let began = Instant::now();
     loop {
-        let s = secrets.get("weft-identity-frontend").await.unwrap();
-        if cert_of(&s) != cert_of(&first) {
-            let (nb2, _) = weft_controller::certs::ca::validity(&cert_of(&s)).unwrap();
-            assert!(nb2 > nb, "renewed certificate starts later");
-            break;
+        if let Some(cm) = cms.get_opt("weft-ca-bundle").await.unwrap()
+            && let Some(b) = cm.data.as_ref().and_then(|d| d.get("ca.crt"))
+            && ok(b)
+        {
+            return b.clone();
         }
         assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "certificate was not renewed"
+            began.elapsed() < Duration::from_secs(30),
+            "no (matching) weft-ca-bundle in {ns}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Issue 14 item 6: no Secret in a meshed namespace holds a private key. Identity
+/// Secrets of earlier versions are deleted on upgrade; the public bundle follows a CA
+/// rollover (a root added to `weft-ca`'s `ca.crt` reaches every meshed namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_a_meshed_namespace_holds_a_private_key() {
+    let (_guard, ns, client) = setup("op-nokeys").await;
+    let ns = ns.name().to_string();
+    // What an earlier version left behind: an identity Secret with the workload key.
+    let old = weft_controller::certs::MeshCa::generate("cluster.local", time_now()).unwrap();
+    let legacy: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "weft-identity-frontend",
+            "labels": {"weft.dev/managed-by": "weft", "weft.dev/identity": "frontend"}},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": old.cert_pem(), "tls.key": old.key_pem(), "ca.crt": old.cert_pem()}}))
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets.create(&PostParams::default(), &legacy).await.unwrap();
+    flagger_shop(&client, &ns).await;
+    let op = Running::single(&client, "op-nokeys");
+    until_config(&client, &ns, "frontend", Duration::from_secs(30), |_| true).await;
+    let bundle = until_bundle(&client, &ns, |_| true).await;
+    let began = Instant::now();
+    while secrets.get_opt("weft-identity-frontend").await.unwrap().is_some() {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "legacy identity Secret not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for s in secrets.list(&Default::default()).await.unwrap() {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        for (k, v) in s.data.iter().flatten() {
+            let text = String::from_utf8_lossy(&v.0);
+            assert!(
+                !text.contains("PRIVATE KEY"),
+                "Secret {name} key {k} holds a private key"
+            );
+        }
+        assert!(!name.starts_with("weft-identity-"), "identity Secret {name}");
+    }
+    // CA rollover step 1: a new root added to the bundle reaches the namespace.
+    let cas: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NS);
+    let original = cas.get(CA_SECRET).await.unwrap();
+    let extra = weft_controller::certs::MeshCa::generate("cluster.local", time_now()).unwrap();
+    let with_new = format!("{}{}", bundle, extra.cert_pem());
+    let patch = json!({"data": {"ca.crt": base64_std(&with_new)}});
+    cas.patch(CA_SECRET, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let rolled = until_bundle(&client, &ns, |b| b.contains(extra.cert_pem().trim())).await;
+    assert!(rolled.starts_with(bundle.trim()), "the signing root stays first");
+    // Put the CA back as it was (other tests share it).
+    let restore = json!({"data": {"ca.crt": base64_std(&String::from_utf8(
+        original.data.as_ref().unwrap()["ca.crt"].0.clone()).unwrap())}});
+    cas.patch(CA_SECRET, &PatchParams::default(), &Patch::Merge(&restore))
+        .await
+        .unwrap();
+    until_bundle(&client, &ns, |b| !b.contains(extra.cert_pem().trim())).await;
     op.stop().await;
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn base64_std(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,29 +135,7 @@ impl MeshCa {
         now: OffsetDateTime,
     ) -> Result<IssuedCert, CertError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "weft");
-        params.distinguished_name = dn;
-        params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into()?)];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(serial());
-        // X.509 times have whole seconds: round here so the returned times equal the encoded ones.
-        let now = now.replace_nanosecond(0).unwrap_or(now);
-        let skew = Duration::from_secs(CLOCK_SKEW.min(validity / 10).as_secs());
-        let not_before = now - skew;
-        let not_after = now + Duration::from_secs(validity.as_secs().max(1));
-        params.not_before = not_before;
-        params.not_after = not_after;
+        let (params, not_before, not_after) = leaf_params(spiffe_id, validity, now)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),
@@ -166,6 +144,87 @@ impl MeshCa {
             not_after,
         })
     }
+
+    /// Signs the public key of a PEM certificate signing request (its signature is
+    /// checked) as a workload certificate for `spiffe_id`. Everything else the CSR asks
+    /// for (subject, SANs, key usages, CA flag) is ignored: the caller decides the
+    /// identity. The returned [`IssuedCert`] has an empty `key_pem` (the key stays with
+    /// the requester).
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        spiffe_id: &str,
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CertError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let (params, not_before, not_after) = leaf_params(spiffe_id, validity, now)?;
+        csr.params = params;
+        let cert = csr.signed_by(&self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+            not_before,
+            not_after,
+        })
+    }
+
+    /// Issues a TLS server certificate for `dns_names` (the controller's identity
+    /// endpoint), so workloads verify it with the mesh trust bundle they already hold.
+    pub fn issue_server(
+        &self,
+        dns_names: &[String],
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CertError> {
+        let key = KeyPair::generate()?;
+        let (mut params, not_before, not_after) =
+            leaf_params("spiffe://weft.invalid/controller", validity, now)?;
+        params.subject_alt_names = dns_names
+            .iter()
+            .map(|d| Ok(SanType::DnsName(d.as_str().try_into()?)))
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            not_before,
+            not_after,
+        })
+    }
+}
+
+/// Parameters of a workload leaf for `spiffe_id` and its validity window.
+fn leaf_params(
+    spiffe_id: &str,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<(CertificateParams, OffsetDateTime, OffsetDateTime), CertError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "weft");
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into()?)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(serial());
+    // X.509 times have whole seconds: round here so the returned times equal the encoded ones.
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let skew = Duration::from_secs(CLOCK_SKEW.min(validity / 10).as_secs());
+    let not_before = now - skew;
+    let not_after = now + Duration::from_secs(validity.as_secs().max(1));
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok((params, not_before, not_after))
 }
 
 /// `(notBefore, notAfter)` of the first certificate in a PEM text.

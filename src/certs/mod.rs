@@ -6,8 +6,8 @@
 //! - [`bundle`]: the trust bundle (`ca.crt`), which may hold several roots so a
 //!   CA can be rotated without an outage (see `docs/certificates.md`).
 //! - [`store`]: the Kubernetes side: the CA Secret `weft-ca` in the system
-//!   namespace (create-only, never overwritten) and the desired content of the
-//!   per-identity Secrets `weft-identity-<sa>`.
+//!   namespace (create-only, never overwritten). Workload certificates are
+//!   signed on request by `crate::identity` and never stored.
 
 pub mod bundle;
 pub mod ca;

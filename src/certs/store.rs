@@ -1,17 +1,15 @@
 //! Certificates in Kubernetes: the CA Secret `weft-ca` (created once with
 //! create-only semantics, so two replicas cannot race and a restart never
-//! replaces it) and the desired per-identity Secret `weft-identity-<sa>`,
-//! re-issued only when missing, signed by another CA, carrying an outdated
-//! bundle or SPIFFE ID, or past 2/3 of its life.
+//! replaces it). Workload certificates are not stored at all: sidecars obtain
+//! them by CSR from the identity endpoint (`crate::identity`).
 
 use super::bundle;
-use super::ca::{self, CertError, IssuedCert, MeshCa};
+use super::ca::{CertError, MeshCa};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
-use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 /// Name of the CA Secret in the system namespace.
@@ -22,15 +20,8 @@ pub const LABEL_MANAGED_BY: &str = "weft.dev/managed-by";
 pub const MANAGED_BY: &str = "weft";
 /// Label naming the identity (ServiceAccount) an object belongs to.
 pub const LABEL_IDENTITY: &str = "weft.dev/identity";
-/// Annotation: fingerprint of the CA that signed `tls.crt`.
-pub const ANN_CA_FINGERPRINT: &str = "weft.dev/ca-fingerprint";
-/// Annotation: hash of the `ca.crt` bundle.
-pub const ANN_BUNDLE_HASH: &str = "weft.dev/bundle-hash";
-/// Annotation: SPIFFE ID in `tls.crt`.
-pub const ANN_SPIFFE_ID: &str = "weft.dev/spiffe-id";
-/// Annotation: when the certificate is due for renewal (RFC 3339, informational).
-pub const ANN_RENEW_AT: &str = "weft.dev/renew-at";
-/// Prefix of identity Secret names.
+/// Prefix of the identity Secrets earlier versions wrote (workload keys); the
+/// operator deletes any it finds.
 pub const IDENTITY_SECRET_PREFIX: &str = "weft-identity-";
 
 /// Why the CA could not be loaded or created.
@@ -135,102 +126,6 @@ pub async fn ensure_ca(client: &Client, namespace: &str, trust_domain: &str) -> 
     }
 }
 
-/// What to do with an identity Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertDecision {
-    /// Current; re-check at `renew_at`.
-    Keep {
-        /// When renewal is due.
-        renew_at: OffsetDateTime,
-    },
-    /// (Re-)issue, for this reason.
-    Issue(&'static str),
-}
-
-/// Decides whether an identity Secret must be (re-)issued.
-pub fn decide(existing: Option<&Secret>, ca: &CaState, spiffe_id: &str, now: OffsetDateTime) -> CertDecision {
-    let Some(s) = existing else {
-        return CertDecision::Issue("missing");
-    };
-    let ann = s.metadata.annotations.clone().unwrap_or_default();
-    let get = |k: &str| ann.get(k).map(String::as_str);
-    if get(ANN_CA_FINGERPRINT) != Some(ca.ca.fingerprint().as_str()) {
-        return CertDecision::Issue("signed by another CA");
-    }
-    if get(ANN_BUNDLE_HASH) != Some(ca.bundle_hash().as_str())
-        || text(s, "ca.crt").as_deref() != Some(&ca.bundle)
-    {
-        return CertDecision::Issue("trust bundle changed");
-    }
-    if get(ANN_SPIFFE_ID) != Some(spiffe_id) {
-        return CertDecision::Issue("identity changed");
-    }
-    let Some(cert) = text(s, "tls.crt") else {
-        return CertDecision::Issue("no certificate");
-    };
-    match ca::validity(&cert) {
-        Err(_) => CertDecision::Issue("unreadable certificate"),
-        Ok((nb, na)) => {
-            let renew_at = ca::renewal_due(nb, na);
-            if now >= renew_at {
-                CertDecision::Issue("renewal due")
-            } else {
-                CertDecision::Keep { renew_at }
-            }
-        }
-    }
-}
-
-/// The desired identity Secret.
-pub fn identity_secret(
-    namespace: &str,
-    service_account: &str,
-    owner_uid: &str,
-    ca: &CaState,
-    spiffe_id: &str,
-    cert: &IssuedCert,
-) -> Secret {
-    let data: BTreeMap<String, ByteString> = [
-        ("tls.crt", cert.cert_pem.as_str()),
-        ("tls.key", cert.key_pem.as_str()),
-        ("ca.crt", ca.bundle.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-    .collect();
-    let renew_at = ca::renewal_due(cert.not_before, cert.not_after);
-    let renew_text = renew_at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(format!("{IDENTITY_SECRET_PREFIX}{service_account}")),
-            namespace: Some(namespace.into()),
-            labels: Some(
-                [
-                    (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-                    (LABEL_IDENTITY.to_string(), service_account.to_string()),
-                ]
-                .into(),
-            ),
-            annotations: Some(
-                [
-                    (ANN_CA_FINGERPRINT.to_string(), ca.ca.fingerprint()),
-                    (ANN_BUNDLE_HASH.to_string(), ca.bundle_hash()),
-                    (ANN_SPIFFE_ID.to_string(), spiffe_id.to_string()),
-                    (ANN_RENEW_AT.to_string(), renew_text),
-                ]
-                .into(),
-            ),
-            owner_references: Some(vec![sa_owner(service_account, owner_uid)]),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(data),
-        ..Secret::default()
-    }
-}
-
 /// Owner reference to a ServiceAccount.
 pub fn sa_owner(name: &str, uid: &str) -> OwnerReference {
     OwnerReference {
@@ -246,40 +141,22 @@ pub fn sa_owner(name: &str, uid: &str) -> OwnerReference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn decisions_follow_ca_bundle_identity_and_age() {
+    fn the_ca_secret_round_trips_with_extra_roots_in_the_bundle() {
         let now = OffsetDateTime::now_utc();
-        let ca = ca_from_secret(&ca_secret("weft-system", &MeshCa::generate("td", now).unwrap())).unwrap();
-        let id = "spiffe://td/ns/a/sa/b";
-        assert_eq!(decide(None, &ca, id, now), CertDecision::Issue("missing"));
-        let cert = ca.ca.issue(id, Duration::from_secs(3000), now).unwrap();
-        let s = identity_secret("a", "b", "uid", &ca, id, &cert);
-        assert!(matches!(
-            decide(Some(&s), &ca, id, now),
-            CertDecision::Keep { .. }
-        ));
-        assert_eq!(
-            decide(Some(&s), &ca, id, now + Duration::from_secs(2100)),
-            CertDecision::Issue("renewal due")
+        let a = MeshCa::generate("td", now).unwrap();
+        let b = MeshCa::generate("td", now).unwrap();
+        let mut s = ca_secret("weft-system", &a);
+        let st = ca_from_secret(&s).unwrap();
+        assert_eq!(st.ca.fingerprint(), a.fingerprint());
+        assert_eq!(st.bundle, bundle::build(a.cert_pem(), ""));
+        s.data.as_mut().unwrap().insert(
+            "ca.crt".into(),
+            ByteString(format!("{}{}", a.cert_pem(), b.cert_pem()).into_bytes()),
         );
-        assert_eq!(
-            decide(Some(&s), &ca, "spiffe://td/ns/a/sa/c", now),
-            CertDecision::Issue("identity changed")
-        );
-        let other = ca_from_secret(&ca_secret("weft-system", &MeshCa::generate("td", now).unwrap())).unwrap();
-        assert_eq!(
-            decide(Some(&s), &other, id, now),
-            CertDecision::Issue("signed by another CA")
-        );
-        let rotated = CaState {
-            ca: MeshCa::from_pem(ca.ca.cert_pem(), ca.ca.key_pem()).unwrap(),
-            bundle: bundle::build(ca.ca.cert_pem(), other.ca.cert_pem()),
-        };
-        assert_eq!(
-            decide(Some(&s), &rotated, id, now),
-            CertDecision::Issue("trust bundle changed")
-        );
+        let rotated = ca_from_secret(&s).unwrap();
+        assert_eq!(bundle::certificates(&rotated.bundle).len(), 2);
+        assert_ne!(rotated.bundle_hash(), st.bundle_hash());
     }
 }

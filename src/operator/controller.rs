@@ -44,6 +44,9 @@ pub struct Options {
     pub lease: Option<LeaseConfig>,
     /// How long an unreferenced service catalog shard is kept before deletion.
     pub catalog_grace: Duration,
+    /// The controller's own ServiceAccount (in `system_namespace`): bound to ClusterRole
+    /// `weft-controller-workloads` in every meshed namespace, its only write rights there.
+    pub controller_service_account: String,
 }
 
 impl Options {
@@ -57,6 +60,7 @@ impl Options {
             resync: Duration::from_secs(300),
             lease: Some(LeaseConfig::new(system_namespace, instance)),
             catalog_grace: crate::operator::apply::catalog::DEFAULT_CATALOG_GRACE,
+            controller_service_account: crate::operator::apply::objects::CONTROLLER_SERVICE_ACCOUNT.into(),
         }
     }
 }
@@ -246,7 +250,8 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
         &opts.instance,
         handles.metrics.clone(),
         opts.catalog_grace,
-    );
+    )
+    .with_controller_service_account(&opts.controller_service_account);
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         r = inputs.wait_ready() => if r.is_err() { return },
@@ -298,7 +303,8 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync: Duration) -> Instant {
     let started = Instant::now();
     let (caches, objects) = inputs.caches();
-    let (mut state, validity) = snapshot::cluster_state(&caches);
+    // Certificate validity is the identity endpoint's business (crate::identity).
+    let (mut state, _validity) = snapshot::cluster_state(&caches);
     state.mesh.catalog_namespace = applier.system_namespace().to_string();
     let out = render(&state);
     let sizes: Vec<usize> = out.configs.values().map(|c| c.json.len()).collect();
@@ -313,13 +319,7 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
         .catalog_bytes
         .set(catalog.iter().map(|s| s.json.len()).sum::<usize>() as i64);
     let outcome = applier
-        .apply(
-            &out,
-            &state.mesh.trust_domain,
-            validity,
-            &inputs.managed,
-            &objects,
-        )
+        .apply(&out, &state.mesh.trust_domain, &inputs.managed, &objects)
         .await;
     let elapsed = started.elapsed();
     metrics.reconcile_duration.observe(elapsed.as_secs_f64());

@@ -36,6 +36,8 @@ pub struct InjectConfig {
     pub token_audience: Option<String>,
     /// Lifetime requested for the projected token (kubelet rotates it).
     pub token_expiration_seconds: i64,
+    /// The controller's identity endpoint (`host:port`) sidecars send CSRs to.
+    pub identity_endpoint: String,
     /// Value of the `weft.dev/injected` marker.
     pub version: String,
     /// Whether pods may opt out (`weft.dev/inject: disabled`, `weft.dev/skip-*`);
@@ -46,6 +48,12 @@ pub struct InjectConfig {
 /// Default sidecar image.
 pub fn default_image() -> String {
     format!("weft/proxy:{VERSION}")
+}
+
+/// Default identity endpoint: the `weft-identity` Service in `weft-system`.
+pub fn default_identity_endpoint() -> String {
+    use weft_proxy_config::identity::{DEFAULT_PORT, SERVICE};
+    format!("{SERVICE}.{}.svc:{DEFAULT_PORT}", super::names::SYSTEM_NAMESPACE)
 }
 
 /// Default sidecar resources: requests 10m CPU / 16Mi, limit 64Mi memory.
@@ -84,6 +92,7 @@ impl Default for InjectConfig {
             proxy_uid: 2102,
             token_audience: None,
             token_expiration_seconds: 3600,
+            identity_endpoint: default_identity_endpoint(),
             version: VERSION.to_string(),
             allow_opt_out: true,
         }

@@ -4,8 +4,7 @@
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, ObjectFieldSelector, Probe, ProjectedVolumeSource, SeccompProfile,
-    SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_proxy_config::CONFIG_KEY;
@@ -131,7 +130,12 @@ pub fn sidecar(cfg: &InjectConfig, inputs: &SidecarInputs<'_>) -> Container {
         field_env(ENV_WEFT_SERVICE_ACCOUNT, "spec.serviceAccountName"),
         value_env(ENV_CONFIG, &format!("{CONFIG_DIR}/{CONFIG_KEY}")),
         value_env(ENV_TOKEN_PATH, &format!("{TOKEN_DIR}/{TOKEN_FILE}")),
-        value_env(ENV_IDENTITY_DIR, IDENTITY_DIR),
+        value_env(ENV_IDENTITY_ENDPOINT, &cfg.identity_endpoint),
+        value_env(
+            ENV_IDENTITY_TOKEN,
+            &format!("{IDENTITY_DIR}/{IDENTITY_TOKEN_FILE}"),
+        ),
+        value_env(ENV_CA_BUNDLE, &format!("{IDENTITY_DIR}/{CA_BUNDLE_FILE}")),
         value_env(ENV_LOG, &cfg.log_level),
         value_env(ENV_WORKLOAD_KIND, &inputs.workload.kind),
         value_env(ENV_WORKLOAD_NAME, &inputs.workload.name),
@@ -184,14 +188,39 @@ pub fn sidecar(cfg: &InjectConfig, inputs: &SidecarInputs<'_>) -> Container {
     }
 }
 
-/// The sidecar's volumes: identity Secret, optional config ConfigMap, and a projected
+/// The sidecar's volumes: the identity bootstrap (a token for the weft audience and the
+/// public trust bundle; no Secret, no key), optional config ConfigMap, and a projected
 /// volume with a ServiceAccount token and the API server CA (`token`, `ca.crt`).
 pub fn volumes(cfg: &InjectConfig, service_account: &str) -> Vec<Volume> {
     vec![
         Volume {
             name: VOL_IDENTITY.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(format!("{IDENTITY_SECRET_PREFIX}{service_account}")),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![
+                    VolumeProjection {
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            audience: Some(weft_proxy_config::identity::AUDIENCE.into()),
+                            expiration_seconds: Some(cfg.token_expiration_seconds),
+                            path: IDENTITY_TOKEN_FILE.into(),
+                        }),
+                        ..Default::default()
+                    },
+                    VolumeProjection {
+                        // Not optional (like Istio's istio-ca-root-cert): kubelet retries the
+                        // mount until the operator has written it (within a reconcile of the
+                        // namespace's first meshed pod), so the sidecar starts with the bundle.
+                        config_map: Some(ConfigMapProjection {
+                            name: weft_proxy_config::identity::BUNDLE_CONFIG_MAP.into(),
+                            items: Some(vec![KeyToPath {
+                                key: weft_proxy_config::identity::BUNDLE_KEY.into(),
+                                path: CA_BUNDLE_FILE.into(),
+                                mode: None,
+                            }]),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    },
+                ]),
                 ..Default::default()
             }),
             ..Default::default()

@@ -91,10 +91,42 @@ fn existing_init_containers_come_after_init_and_sidecar() {
     assert_eq!(vols, ["weft-identity", "weft-config", "weft-token"]);
     let sidecar = &spec.init_containers.as_ref().unwrap()[1];
     let volumes = spec.volumes.as_ref().unwrap();
+    // No Secret (no workload key) is mounted: the identity volume holds a token for the
+    // weft audience and the public trust bundle; the sidecar obtains its certificate by CSR.
+    assert!(volumes.iter().all(|v| v.secret.is_none()), "no Secret volume");
+    let sources = volumes[0].projected.as_ref().unwrap().sources.as_ref().unwrap();
+    let token = sources[0].service_account_token.as_ref().unwrap();
     assert_eq!(
-        volumes[0].secret.as_ref().unwrap().secret_name.as_deref(),
-        Some("weft-identity-default")
+        (
+            token.audience.as_deref(),
+            token.expiration_seconds,
+            token.path.as_str()
+        ),
+        (Some("weft.dev/identity"), Some(3600), "token")
     );
+    let bundle = sources[1].config_map.as_ref().unwrap();
+    assert_eq!((bundle.name.as_str(), bundle.optional), ("weft-ca-bundle", None));
+    let env = |k: &str| {
+        sidecar
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == k)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        env("WEFT_IDENTITY_ENDPOINT").as_deref(),
+        Some("weft-identity.weft-system.svc:15012")
+    );
+    assert_eq!(
+        env("WEFT_IDENTITY_TOKEN").as_deref(),
+        Some("/var/run/weft/identity/token")
+    );
+    assert_eq!(
+        env("WEFT_CA_BUNDLE").as_deref(),
+        Some("/var/run/weft/identity/ca.crt")
+    );
+    assert_eq!(env("WEFT_IDENTITY_DIR"), None);
     assert_eq!(volumes[1].config_map.as_ref().unwrap().name, "weft-proxy-default");
     assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
 }

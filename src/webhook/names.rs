@@ -29,7 +29,10 @@ pub const PROXY_CONTAINER: &str = "weft-proxy";
 /// Executable inside the proxy image (looked up in `PATH`).
 pub const PROXY_COMMAND: &str = "weft-proxy";
 
-/// Volume holding the identity Secret `weft-identity-<sa>` (`tls.crt`, `tls.key`, `ca.crt`).
+/// Projected volume of the identity bootstrap: a ServiceAccount token with audience
+/// `weft.dev/identity` ([`IDENTITY_TOKEN_FILE`]) and the public mesh trust bundle from
+/// ConfigMap `weft-ca-bundle` ([`CA_BUNDLE_FILE`]). No private key: the sidecar
+/// generates it in memory and obtains its certificate by CSR.
 pub const VOL_IDENTITY: &str = "weft-identity";
 /// Volume holding the proxy ConfigMap `weft-proxy-<sa>` (optional).
 pub const VOL_CONFIG: &str = "weft-config";
@@ -37,6 +40,10 @@ pub const VOL_CONFIG: &str = "weft-config";
 pub const VOL_TOKEN: &str = "weft-token";
 /// Mount path of [`VOL_IDENTITY`].
 pub const IDENTITY_DIR: &str = "/var/run/weft/identity";
+/// File name of the identity token inside [`IDENTITY_DIR`].
+pub const IDENTITY_TOKEN_FILE: &str = "token";
+/// File name of the mesh trust bundle inside [`IDENTITY_DIR`].
+pub const CA_BUNDLE_FILE: &str = "ca.crt";
 /// Mount path of [`VOL_CONFIG`].
 pub const CONFIG_DIR: &str = "/var/run/weft/config";
 /// Mount path of [`VOL_TOKEN`].
@@ -47,8 +54,6 @@ pub const TOKEN_FILE: &str = "token";
 /// [`TOKEN_DIR`] next to the token.
 pub const KUBE_ROOT_CA: &str = "kube-root-ca.crt";
 
-/// Prefix of the per-identity Secret name.
-pub const IDENTITY_SECRET_PREFIX: &str = "weft-identity-";
 /// Prefix of the per-identity ConfigMap name.
 pub const CONFIG_MAP_PREFIX: &str = "weft-proxy-";
 
@@ -75,8 +80,12 @@ pub const ENV_WEFT_SERVICE_ACCOUNT: &str = "WEFT_SERVICE_ACCOUNT";
 pub const ENV_CONFIG: &str = "WEFT_CONFIG";
 /// Env: the projected token; `ca.crt` sits next to it (`weft-proxy run --token-path`).
 pub const ENV_TOKEN_PATH: &str = "WEFT_TOKEN_PATH";
-/// Env: directory of the identity Secret (`tls.crt`, `tls.key`, `ca.crt`).
-pub const ENV_IDENTITY_DIR: &str = "WEFT_IDENTITY_DIR";
+/// Env: the controller's identity endpoint `host:port` (`weft-proxy run --identity-endpoint`).
+pub const ENV_IDENTITY_ENDPOINT: &str = "WEFT_IDENTITY_ENDPOINT";
+/// Env: the identity token (`weft-proxy run --identity-token`).
+pub const ENV_IDENTITY_TOKEN: &str = "WEFT_IDENTITY_TOKEN";
+/// Env: the mesh trust bundle (`weft-proxy run --ca-bundle`).
+pub const ENV_CA_BUNDLE: &str = "WEFT_CA_BUNDLE";
 /// Env: the proxy's log filter (tracing `EnvFilter` syntax; the MeshConfig log level).
 pub const ENV_LOG: &str = "RUST_LOG";
 /// Env: owning workload kind.

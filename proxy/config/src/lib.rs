@@ -10,6 +10,7 @@
 //! deterministic.
 
 mod catalog;
+pub mod identity;
 mod policy;
 mod validate;
 

@@ -8,6 +8,7 @@ use crate::proxy::Settings;
 use crate::proxy::inbound::InboundTarget;
 use crate::proxy::outbound::OrigDst;
 use crate::proxy::tunnel::TunnelPolicy;
+use crate::tls::csr::CsrClient;
 use anyhow::{Context, bail};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -45,7 +46,24 @@ pub struct RunArgs {
     /// Identity Secret mount (`tls.crt`, `tls.key`, `ca.crt`): enables mTLS.
     #[arg(long, env = "WEFT_IDENTITY_DIR")]
     pub identity_dir: Option<PathBuf>,
-    /// How often the identity directory is checked for a rotated certificate, in ms.
+    /// Identity endpoint `host:port` of the controller: the sidecar generates its key
+    /// in memory and obtains its certificate by CSR (takes precedence over --identity-dir).
+    #[arg(long, env = "WEFT_IDENTITY_ENDPOINT")]
+    pub identity_endpoint: Option<String>,
+    /// Name the identity endpoint's certificate must carry (default: the endpoint host).
+    #[arg(long, env = "WEFT_IDENTITY_SERVER_NAME")]
+    pub identity_server_name: Option<String>,
+    /// Projected ServiceAccount token with audience `weft.dev/identity`, sent with CSRs.
+    #[arg(
+        long,
+        env = "WEFT_IDENTITY_TOKEN",
+        default_value = "/var/run/weft/identity-token/token"
+    )]
+    pub identity_token: PathBuf,
+    /// Mesh trust bundle (PEM) used to verify the identity endpoint; a change triggers renewal.
+    #[arg(long, env = "WEFT_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// How often the identity directory (or the CA bundle) is checked for a change, in ms.
     #[arg(long, default_value_t = 1000)]
     pub identity_poll_ms: u64,
     /// JSON map of admin paths to the app's original probes (set by the injector).
@@ -289,6 +307,13 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
     if let Some(text) = &args.app_probes {
         opts.app_probes = AppProbes::from_json(text).context("WEFT_APP_PROBES")?;
     }
+    opts.identity_csr = args.identity_endpoint.as_ref().map(|ep| {
+        let mut c = CsrClient::new(ep, args.identity_token.clone(), args.ca_bundle.clone());
+        if let Some(name) = &args.identity_server_name {
+            c = c.with_server_name(name);
+        }
+        (c, Duration::from_millis(args.identity_poll_ms.max(10)))
+    });
     opts.identity = args
         .identity_dir
         .clone()

@@ -19,7 +19,9 @@ use crate::proxy::outbound::{self, OrigDst};
 use crate::proxy::{Settings, Shared};
 use crate::ready::Readiness;
 use crate::tls::client::MeshConnector;
+use crate::tls::csr::CsrClient;
 use crate::tls::identity::IdentityStore;
+use crate::tls::renew::keep_renewed;
 use crate::tls::server::MeshInbound;
 use std::io;
 use std::net::SocketAddr;
@@ -49,6 +51,10 @@ pub struct Options {
     /// interval. With it, meshed upstreams get mTLS, inbound TLS is terminated
     /// and `/ready` waits for the certificate; without it traffic is plaintext.
     pub identity: Option<(PathBuf, Duration)>,
+    /// Identity by CSR from the controller (key generated in memory) and how often
+    /// the mounted trust bundle is checked for a change. Takes precedence over
+    /// [`Self::identity`]; `/ready` waits for the first certificate.
+    pub identity_csr: Option<(CsrClient, Duration)>,
     /// App probes served on the admin port (`WEFT_APP_PROBES`).
     pub app_probes: AppProbes,
     /// Override of the upstream connector (default: mTLS per endpoint identity).
@@ -85,13 +91,29 @@ pub async fn start(opts: Options) -> io::Result<Running> {
     }
     let drain = Drain::default();
     let mut tasks = Vec::new();
-    let identity = opts.identity.map(|(dir, every)| {
-        let id = Arc::new(IdentityStore::new(dir, Arc::clone(&readiness), &metrics));
-        // Load synchronously once so a mounted identity is in use from the start.
-        let _ = id.reload();
-        tasks.push(tokio::spawn(Arc::clone(&id).watch(every, drain.watcher())));
-        id
-    });
+    let identity = match (opts.identity_csr, opts.identity) {
+        (Some((client, poll)), _) => {
+            let id = Arc::new(IdentityStore::new(
+                PathBuf::new(),
+                Arc::clone(&readiness),
+                &metrics,
+            ));
+            tasks.push(tokio::spawn(keep_renewed(
+                Arc::clone(&id),
+                client,
+                poll,
+                drain.watcher(),
+            )));
+            Some(id)
+        }
+        (None, dir) => dir.map(|(dir, every)| {
+            let id = Arc::new(IdentityStore::new(dir, Arc::clone(&readiness), &metrics));
+            // Load synchronously once so a mounted identity is in use from the start.
+            let _ = id.reload();
+            tasks.push(tokio::spawn(Arc::clone(&id).watch(every, drain.watcher())));
+            id
+        }),
+    };
     let connector = opts.connector.unwrap_or_else(|| match &identity {
         Some(id) => Arc::new(MeshConnector::new(Arc::clone(id))),
         None => Arc::new(PlainConnector),

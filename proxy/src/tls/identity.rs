@@ -1,5 +1,6 @@
-//! The workload identity: certificate, key and trust bundle read from the
-//! mounted identity Secret (`tls.crt`, `tls.key`, `ca.crt`), turned into rustls
+//! The workload identity: certificate, key and trust bundle — obtained from the
+//! controller by CSR ([`super::csr`], [`super::renew`]: the key never leaves memory)
+//! or read from a mounted directory (`tls.crt`, `tls.key`, `ca.crt`) — turned into rustls
 //! server and client configs, and re-read by polling so a rotated certificate
 //! is used by new connections (established ones keep theirs). A bad or partial
 //! update keeps the last good identity.
@@ -125,7 +126,8 @@ impl Material {
     }
 }
 
-/// The current identity of this proxy, reloaded from a directory.
+/// The current identity of this proxy, installed by the CSR renewer or reloaded
+/// from a directory.
 #[derive(Debug)]
 pub struct IdentityStore {
     dir: PathBuf,
@@ -192,17 +194,28 @@ impl IdentityStore {
         match Material::from_pem(&cert, &key, &ca) {
             Ok(m) => {
                 tracing::info!(identity = %m.spiffe_id, not_after = m.not_after, "loaded workload certificate");
-                self.expiry.set(m.not_after);
-                self.refreshes.inc();
-                self.current.store(Some(Arc::new(m)));
-                self.readiness.open(Gate::Identity);
+                self.install(m);
                 Ok(true)
             }
             Err(e) => {
-                self.failures.inc();
+                self.record_failure();
                 Err(e)
             }
         }
+    }
+
+    /// Makes `m` the identity of new connections (open ones keep theirs) and opens
+    /// the readiness gate.
+    pub fn install(&self, m: Material) {
+        self.expiry.set(m.not_after);
+        self.refreshes.inc();
+        self.current.store(Some(Arc::new(m)));
+        self.readiness.open(Gate::Identity);
+    }
+
+    /// Counts an update that was rejected (the last good identity stays).
+    pub fn record_failure(&self) {
+        self.failures.inc();
     }
 
     /// Polls the directory every `every` until draining starts.

@@ -1,5 +1,6 @@
 //! Removal: the objects of identities that left the mesh (ConfigMap, Role,
-//! RoleBinding and certificate Secret, found by their identity label), and the
+//! RoleBinding, found by their identity label), the trust bundle of namespaces
+//! that left it, every identity Secret of earlier versions (workload keys), and the
 //! delete call shared with the service catalog's pruning.
 
 use super::{Applier, ManagedStores, objects};
@@ -10,6 +11,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
 use kube::api::DeleteParams;
 use std::collections::BTreeSet;
+use weft_proxy_config::identity::BUNDLE_CONFIG_MAP;
 
 impl Applier {
     pub(super) async fn cleanup(
@@ -49,13 +51,43 @@ impl Applier {
                 .filter_map(|c| orphan(&c.metadata, prefix))
                 .map(|(n, m)| ("rolebinding", n, m)),
         );
+        // Identity Secrets of earlier versions (they held workload keys): all of them go.
         stale.extend(
             stores
                 .secrets
                 .state()
                 .iter()
-                .filter_map(|c| orphan(&c.metadata, IDENTITY_SECRET_PREFIX))
+                .filter_map(|c| {
+                    let (ns, name) = (c.metadata.namespace.clone()?, c.metadata.name.clone()?);
+                    name.starts_with(IDENTITY_SECRET_PREFIX).then_some((ns, name))
+                })
                 .map(|(n, m)| ("secret", n, m)),
+        );
+        // Trust bundles of namespaces without meshed identities any more.
+        let meshed: BTreeSet<&str> = keep.iter().map(|(ns, _)| ns.as_str()).collect();
+        stale.extend(
+            stores
+                .config_maps
+                .state()
+                .iter()
+                .filter(|c| c.metadata.name.as_deref() == Some(BUNDLE_CONFIG_MAP))
+                .filter_map(|c| c.metadata.namespace.clone())
+                .filter(|ns| !meshed.contains(ns.as_str()) && *ns != self.system_namespace)
+                .map(|ns| ("configmap", ns, BUNDLE_CONFIG_MAP.to_string())),
+        );
+        // Last: the controller's own binding in namespaces that left the mesh, once
+        // nothing else of weft is left to delete there (it grants those deletes).
+        let busy: BTreeSet<String> = stale.iter().map(|(_, ns, _)| ns.clone()).collect();
+        stale.extend(
+            stores
+                .role_bindings
+                .state()
+                .iter()
+                .filter(|b| b.metadata.name.as_deref() == Some(objects::NAMESPACE_BINDING))
+                .filter(|b| b.role_ref.name == objects::WORKLOADS_CLUSTER_ROLE)
+                .filter_map(|b| b.metadata.namespace.clone())
+                .filter(|ns| !meshed.contains(ns.as_str()) && !busy.contains(ns))
+                .map(|ns| ("rolebinding", ns, objects::NAMESPACE_BINDING.to_string())),
         );
         let mut writes = 0;
         for (kind, ns, name) in stale {

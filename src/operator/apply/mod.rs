@@ -1,8 +1,10 @@
 //! Apply: makes the cluster match a render, writing only what changed. Per
 //! identity: ConfigMap, Role, RoleBinding (server-side apply, field manager
 //! [`objects::FIELD_MANAGER`], owner = ServiceAccount, skipped when the cached
-//! object already holds the desired content, see [`drift`]) and the certificate
-//! Secret (re-issued only when [`store::decide`] says so). Objects of identities that left the mesh are
+//! object already holds the desired content, see [`drift`]); per meshed namespace
+//! the public trust bundle ConfigMap `weft-ca-bundle`. No workload key or certificate
+//! is stored (sidecars get theirs by CSR, `crate::identity`); identity Secrets left by
+//! earlier versions are deleted. Objects of identities that left the mesh are
 //! deleted. SMI/policy status is patched only on change; Events only on
 //! transitions. One object's failure never stops the others.
 
@@ -12,10 +14,10 @@ pub mod drift;
 pub mod objects;
 pub mod status;
 
-use crate::certs::store::{self, CA_SECRET, CaState, CertDecision, IDENTITY_SECRET_PREFIX};
+use crate::certs::store::{self, CA_SECRET, CaState};
 use crate::operator::metrics::Metrics;
 use crate::operator::render::{IdentityKey, RenderOutput};
-use crate::operator::state::{Kind, ObjectKey, spiffe_id};
+use crate::operator::state::{Kind, ObjectKey};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,6 +32,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
+use weft_proxy_config::identity::BUNDLE_CONFIG_MAP;
 
 /// How long a just-written hash is trusted while the watch cache catches up.
 const MEMO_TTL: Duration = Duration::from_secs(5);
@@ -92,6 +95,7 @@ pub struct Applier {
     /// held at that moment (`None`: not cached), to tell a lagging cache from an edit.
     memo: Mutex<HashMap<String, Written>>,
     pruning: catalog::Pruning,
+    controller_sa: String,
 }
 
 impl std::fmt::Debug for Applier {
@@ -132,7 +136,14 @@ impl Applier {
             ca: Mutex::new(None),
             memo: Mutex::new(HashMap::new()),
             pruning: catalog::Pruning::new(catalog_grace),
+            controller_sa: objects::CONTROLLER_SERVICE_ACCOUNT.into(),
         }
+    }
+
+    /// The controller's ServiceAccount bound in meshed namespaces.
+    pub fn with_controller_service_account(mut self, sa: &str) -> Self {
+        self.controller_sa = sa.into();
+        self
     }
 
     /// The mesh's own namespace (CA, catalog).
@@ -153,13 +164,6 @@ impl Applier {
         let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
         memo.get(key)
             .is_some_and(|(h, at, seen)| h == hash && at.elapsed() < MEMO_TTL && seen.as_deref() == cached_rv)
-    }
-
-    fn memo_get(&self, key: &str) -> Option<String> {
-        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
-        memo.get(key)
-            .filter(|(_, at, _)| at.elapsed() < MEMO_TTL)
-            .map(|(v, _, _)| v.clone())
     }
 
     fn remember(&self, key: String, hash: String) {
@@ -252,7 +256,6 @@ impl Applier {
         &self,
         out: &RenderOutput,
         trust_domain: &str,
-        validity: Duration,
         stores: &ManagedStores,
         objects: &HashMap<ObjectKey, Arc<DynamicObject>>,
     ) -> Outcome {
@@ -286,7 +289,16 @@ impl Applier {
             o.errors += errors;
             catalog_ok = errors == 0;
         }
-        let now = OffsetDateTime::now_utc();
+        // Opt-in: the controller's write rights in each meshed namespace come from a
+        // RoleBinding to ClusterRole weft-controller-workloads, applied before anything else
+        // there (the ClusterRole grants no cluster-wide write on ConfigMaps or Secrets).
+        let namespaces: BTreeSet<&str> = out.configs.keys().map(|(ns, _)| ns.as_str()).collect();
+        for ns in &namespaces {
+            let rb = objects::namespace_binding(ns, &self.controller_sa, &self.system_namespace);
+            let h = objects::hash_of(&rb.metadata).unwrap_or_default().to_string();
+            let cached = stores.role_bindings.get(&at(ns, objects::NAMESPACE_BINDING));
+            count(self.apply_obj("rolebinding", ns, &rb, &h, cached).await, &mut o);
+        }
         for ((ns, sa), cfg) in &out.configs {
             let name = objects::config_name(sa);
             if catalog_ok || cfg.config.catalog.is_none() {
@@ -318,47 +330,16 @@ impl Applier {
                 .await,
                 &mut o,
             );
-            if let Some(ca) = &ca {
-                let sid = spiffe_id(trust_domain, ns, sa);
-                let secret_name = format!("{IDENTITY_SECRET_PREFIX}{sa}");
-                let existing = stores.secrets.get(&at(ns, &secret_name));
-                match store::decide(existing.as_deref(), ca, &sid, now) {
-                    CertDecision::Keep { renew_at } => {
-                        o.next_renewal = Some(o.next_renewal.map_or(renew_at, |n| n.min(renew_at)));
-                    }
-                    CertDecision::Issue(why) => {
-                        // A certificate issued moments ago may not be in the cache yet.
-                        let mkey = memo_key("secret", ns, &secret_name);
-                        let prefix = format!("{}|{}|{sid}|", ca.ca.fingerprint(), ca.bundle_hash());
-                        let recent = self.memo_get(&mkey).and_then(|v| {
-                            let unix = v.strip_prefix(&prefix)?.parse::<i64>().ok()?;
-                            OffsetDateTime::from_unix_timestamp(unix)
-                                .ok()
-                                .filter(|due| now < *due)
-                        });
-                        if let Some(due) = recent {
-                            o.next_renewal = Some(o.next_renewal.map_or(due, |n| n.min(due)));
-                            continue;
-                        }
-                        match ca.ca.issue(&sid, validity, now) {
-                            Ok(cert) => {
-                                let due = crate::certs::renewal_due(cert.not_before, cert.not_after);
-                                o.next_renewal = Some(o.next_renewal.map_or(due, |n| n.min(due)));
-                                let s = store::identity_secret(ns, sa, &cfg.owner_uid, ca, &sid, &cert);
-                                tracing::info!(namespace = %ns, service_account = %sa, reason = why, "issuing workload certificate");
-                                let r = self.apply_obj("secret", ns, &s, "", None).await;
-                                if r != usize::MAX {
-                                    self.remember(mkey, format!("{prefix}{}", due.unix_timestamp()));
-                                }
-                                count(r, &mut o);
-                            }
-                            Err(e) => {
-                                tracing::error!(namespace = %ns, service_account = %sa, error = %e, "issuing failed");
-                                o.errors += 1;
-                            }
-                        }
-                    }
-                }
+        }
+        // The public trust bundle of every meshed namespace (sidecars verify the identity
+        // endpoint with it; a change makes them renew at once). Workload keys and
+        // certificates are never stored: sidecars obtain them by CSR (crate::identity).
+        if let Some(ca) = &ca {
+            for ns in namespaces {
+                let cm = objects::ca_bundle(ns, &ca.bundle);
+                let h = objects::hash_of(&cm.metadata).unwrap_or_default().to_string();
+                let cached = stores.config_maps.get(&at(ns, BUNDLE_CONFIG_MAP));
+                count(self.apply_obj("configmap", ns, &cm, &h, cached).await, &mut o);
             }
         }
         let keep: BTreeSet<&IdentityKey> = out.configs.keys().chain(out.skipped.keys()).collect();

@@ -1,6 +1,7 @@
 //! The desired per-identity objects, built purely from a render: the proxy
 //! ConfigMap `weft-proxy-<sa>` and a Role/RoleBinding letting the identity read
-//! only that ConfigMap. Each carries a content hash annotation so unchanged
+//! only that ConfigMap; per meshed namespace the public trust bundle
+//! [`ca_bundle`]. Each carries a content hash annotation so unchanged
 //! content is never written again.
 
 use crate::certs::store::{LABEL_IDENTITY, LABEL_MANAGED_BY, MANAGED_BY, sa_owner};
@@ -102,6 +103,69 @@ pub fn role_binding(namespace: &str, sa: &str, owner_uid: &str) -> RoleBinding {
     }
 }
 
+/// The public trust bundle of a meshed namespace: ConfigMap `weft-ca-bundle` (key
+/// `ca.crt`), mounted by every sidecar to verify the controller's identity endpoint.
+/// No identity label: it belongs to the namespace, not to one ServiceAccount.
+pub fn ca_bundle(namespace: &str, bundle: &str) -> ConfigMap {
+    use weft_proxy_config::identity::{BUNDLE_CONFIG_MAP, BUNDLE_KEY};
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(BUNDLE_CONFIG_MAP.into()),
+            namespace: Some(namespace.into()),
+            labels: Some([(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string())].into()),
+            annotations: Some([(ANN_CONFIG_HASH.to_string(), content_hash(bundle.as_bytes()))].into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(BUNDLE_KEY.to_string(), bundle.to_string())])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Default ServiceAccount of the controller.
+pub const CONTROLLER_SERVICE_ACCOUNT: &str = "weft-controller";
+/// ClusterRole holding the controller's write rights in a workload namespace; bound
+/// only per meshed namespace, by [`namespace_binding`] (never cluster-wide).
+pub const WORKLOADS_CLUSTER_ROLE: &str = "weft-controller-workloads";
+/// Name of [`namespace_binding`].
+pub const NAMESPACE_BINDING: &str = "weft-controller";
+
+/// RoleBinding `weft-controller` in a meshed namespace: grants the controller's
+/// ServiceAccount ClusterRole [`WORKLOADS_CLUSTER_ROLE`] there (write ConfigMaps and
+/// Roles, delete legacy identity Secrets). Created at opt-in (the first identity),
+/// deleted when the namespace has none left.
+pub fn namespace_binding(namespace: &str, controller_sa: &str, system_namespace: &str) -> RoleBinding {
+    let subjects = vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: controller_sa.into(),
+        namespace: Some(system_namespace.into()),
+        api_group: None,
+    }];
+    let role_ref = RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: "ClusterRole".into(),
+        name: WORKLOADS_CLUSTER_ROLE.into(),
+    };
+    let hash = content_hash(
+        format!(
+            "{}|{}",
+            serde_json::to_string(&subjects).unwrap_or_default(),
+            role_ref.name
+        )
+        .as_bytes(),
+    );
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(NAMESPACE_BINDING.into()),
+            namespace: Some(namespace.into()),
+            labels: Some([(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string())].into()),
+            annotations: Some([(ANN_CONFIG_HASH.to_string(), hash)].into()),
+            ..ObjectMeta::default()
+        },
+        role_ref,
+        subjects: Some(subjects),
+    }
+}
+
 /// The hash annotation of an object's metadata.
 pub fn hash_of(meta: &ObjectMeta) -> Option<&str> {
     meta.annotations
@@ -129,6 +193,36 @@ mod tests {
         assert_ne!(
             hash_of(&b.metadata),
             hash_of(&role_binding("shop", "frontend", "uid2").metadata)
+        );
+    }
+
+    #[test]
+    fn the_namespace_binding_grants_the_workloads_cluster_role_to_the_controller() {
+        let b = namespace_binding("shop", "weft-controller", "weft-system");
+        assert_eq!(b.metadata.name.as_deref(), Some("weft-controller"));
+        assert_eq!(
+            (b.role_ref.kind.as_str(), b.role_ref.name.as_str()),
+            ("ClusterRole", "weft-controller-workloads")
+        );
+        let s = &b.subjects.unwrap()[0];
+        assert_eq!(
+            (s.name.as_str(), s.namespace.as_deref()),
+            ("weft-controller", Some("weft-system"))
+        );
+        assert!(!b.metadata.labels.unwrap().contains_key(LABEL_IDENTITY));
+    }
+
+    #[test]
+    fn the_bundle_config_map_holds_only_public_certificates() {
+        let ca = crate::certs::MeshCa::generate("td", time::OffsetDateTime::now_utc()).unwrap();
+        let cm = ca_bundle("shop", ca.cert_pem());
+        assert_eq!(cm.metadata.name.as_deref(), Some("weft-ca-bundle"));
+        let data = cm.data.unwrap();
+        assert_eq!(data["ca.crt"], ca.cert_pem());
+        assert!(!data.values().any(|v| v.contains("PRIVATE KEY")));
+        assert_ne!(
+            hash_of(&ca_bundle("shop", "a").metadata),
+            hash_of(&ca_bundle("shop", "b").metadata)
         );
     }
 }
