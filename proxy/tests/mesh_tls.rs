@@ -205,3 +205,66 @@ async fn rotated_cert_is_used_for_new_connections_while_old_ones_continue() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(presented_cert(&m).await, want);
 }
+
+/// Waits until `p` has loaded the certificate for `id` (before any request, so no pooled
+/// connection made with the previous certificate is reused).
+async fn wait_for_identity(p: &weft_proxy::run::Running, id: &str) {
+    for _ in 0..250 {
+        if p.identity
+            .as_ref()
+            .and_then(|i| i.current())
+            .is_some_and(|m| m.spiffe_id == id)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} never loaded");
+}
+
+/// A certificate from the mesh CA that names another trust domain (issue 14 item 5):
+/// the server refuses it even in `accessMode: permissive`, and counts it.
+#[tokio::test]
+async fn a_peer_of_another_trust_domain_is_refused_inbound() {
+    const FOREIGN: &str = "spiffe://evil.example/ns/test/sa/client";
+    let app = http_backend("app").await;
+    let m = Mesh::start(app.addr, "http1", "permissive", "strict", json!([])).await;
+    m.client_dir.write(&m.ca.issue(FOREIGN), &m.ca.cert_pem);
+    wait_for_identity(&m.client, FOREIGN).await;
+    for _ in 0..2 {
+        let (status, _, _) = get(&h1_client(), m.outbound(), "/", &[]).await;
+        // The server closes right after the TLS 1.3 handshake the client saw finish: 502.
+        assert!(
+            matches!(status, 502 | 503),
+            "a foreign trust domain's identity got {status}"
+        );
+    }
+    assert_eq!(app.hits(), 0, "refused before the app");
+    let text = metrics_text(m.server.admin_addr.unwrap()).await;
+    let refused: f64 = text
+        .lines()
+        .find(|l| l.starts_with("inbound_tls_rejected_total{reason=\"trust_domain\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(refused >= 2.0, "counted: {refused}");
+    // Back to the mesh's trust domain: served again.
+    m.client_dir.write(&m.ca.issue(CLIENT_ID), &m.ca.cert_pem);
+    wait_for_identity(&m.client, CLIENT_ID).await;
+    let (status, _, _) = get(&h1_client(), m.outbound(), "/", &[]).await;
+    assert_eq!(status, 200);
+}
+
+/// The client side: a server whose certificate (same CA, same path) names another trust
+/// domain is refused, because the expected SPIFFE ID is matched exactly.
+#[tokio::test]
+async fn a_server_of_another_trust_domain_is_refused_outbound() {
+    const FOREIGN: &str = "spiffe://evil.example/ns/test/sa/server";
+    let app = http_backend("app").await;
+    let m = Mesh::start(app.addr, "http1", "permissive", "strict", json!([])).await;
+    m.server_dir.write(&m.ca.issue(FOREIGN), &m.ca.cert_pem);
+    wait_for_identity(&m.server, FOREIGN).await;
+    let (status, headers, _) = get(&h1_client(), m.outbound(), "/", &[]).await;
+    assert_eq!(status, 503, "a server of a foreign trust domain was trusted");
+    assert_eq!(headers["x-weft-error"], "connect-rejected");
+    assert_eq!(app.hits(), 0);
+}

@@ -7,7 +7,7 @@
 //! to it by the injector (docs/injection.md), so strict mode needs no exception.
 
 use super::identity::{ALPN_H2, ALPN_HTTP1, IdentityStore};
-use super::verify::spiffe_id;
+use super::verify::{in_trust_domain, spiffe_id};
 use crate::conf::ConfigStore;
 use crate::log_limit::LogLimit;
 use crate::metrics::{Kind, Metrics, Series};
@@ -129,6 +129,8 @@ pub struct MeshInbound {
     plaintext_rejected: Arc<Series>,
     handshake_failed: Arc<Series>,
     handshake_timed_out: Arc<Series>,
+    /// Peers whose certificate names no identity of the mesh's trust domain.
+    foreign_identity: Arc<Series>,
     /// Bounded logs for what untrusted peers can trigger.
     refused_log: LogLimit,
     denied_log: LogLimit,
@@ -167,6 +169,12 @@ impl MeshInbound {
                 Kind::Counter,
                 help,
                 "reason=\"handshake_timeout\"",
+            ),
+            foreign_identity: f.series(
+                "inbound_tls_rejected_total",
+                Kind::Counter,
+                help,
+                "reason=\"trust_domain\"",
             ),
             refused_log: LogLimit::default(),
             denied_log: LogLimit::default(),
@@ -267,6 +275,25 @@ impl InboundSecurity for MeshInbound {
                 .and_then(|c| c.first())
                 .and_then(|c| spiffe_id(c))
                 .map(Arc::<str>::from);
+            // The bundle may hold other trust domains' roots (federation, a CA being
+            // migrated): only identities of the mesh's own trust domain are accepted.
+            let trust_domain = self.store.load().map(|s| s.config.mesh.trust_domain.clone());
+            let accepted = match (&identity, &trust_domain) {
+                (Some(id), Some(td)) => in_trust_domain(id, td),
+                _ => false,
+            };
+            if !accepted {
+                self.foreign_identity.inc();
+                if let Some(suppressed) = self.refused_log.admit() {
+                    tracing::info!(peer = %addr, port, identity = identity.as_deref().unwrap_or("<none>"),
+                        trust_domain = trust_domain.as_deref().unwrap_or("<no config>"), suppressed,
+                        "inbound mTLS peer refused: not an identity of the mesh's trust domain");
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "foreign trust domain",
+                ));
+            }
             let alpn = match conn.alpn_protocol() {
                 Some(p) if p == ALPN_H2 => Some(Proto::Http2),
                 Some(p) if p == ALPN_HTTP1 => Some(Proto::Http1),

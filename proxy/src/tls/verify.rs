@@ -23,6 +23,15 @@ pub fn spiffe_id(der: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether `spiffe_id` (`spiffe://<trust domain>/…`) belongs to `trust_domain`
+/// (compared ASCII case-insensitively, as SPIFFE trust domains are host names).
+pub fn in_trust_domain(spiffe_id: &str, trust_domain: &str) -> bool {
+    spiffe_id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(td, _)| !td.is_empty() && td.eq_ignore_ascii_case(trust_domain))
+}
+
 /// `notAfter` of a DER certificate, as Unix seconds.
 pub fn not_after(der: &[u8]) -> Option<i64> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
@@ -108,5 +117,32 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_trust_domain;
+
+    #[test]
+    fn trust_domain_is_the_whole_authority() {
+        assert!(in_trust_domain(
+            "spiffe://cluster.local/ns/a/sa/b",
+            "cluster.local"
+        ));
+        assert!(in_trust_domain(
+            "spiffe://Cluster.Local/ns/a/sa/b",
+            "cluster.local"
+        ));
+        for foreign in [
+            "spiffe://evil.example/ns/a/sa/b",
+            "spiffe://cluster.local.evil/ns/a/sa/b",
+            "spiffe://evil/cluster.local/ns/a",
+            "spiffe://cluster.local",
+            "spiffe:///ns/a/sa/b",
+            "https://cluster.local/ns/a/sa/b",
+        ] {
+            assert!(!in_trust_domain(foreign, "cluster.local"), "{foreign}");
+        }
     }
 }
