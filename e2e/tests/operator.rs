@@ -365,7 +365,7 @@ async fn access_and_policies_land_in_configs_and_bad_refs_are_reported() {
             return false;
         };
         g.sources == [format!("spiffe://cluster.local/ns/{podinfo_ns}/sa/frontend")]
-            && matches!(&g.rules[..], [AccessRule::Http { matches }, AccessRule::Tcp { ports }]
+            && matches!(&g.rules[..], [AccessRule::Http { matches, .. }, AccessRule::Tcp { ports }]
                 if matches.len() == 1 && matches[0].name == "api/read" && ports.is_empty())
     })
     .await;

@@ -2,13 +2,15 @@
 //! config. Access mode `smi`: a request or connection is denied unless a grant
 //! lists the peer's verified SPIFFE ID and one of its rules allows it — a TCP
 //! rule covering the port (empty = every port) allows the connection and every
-//! request on it; an HTTP rule allows the requests its matches accept (path
-//! regex anchored at the start, methods, header regexes). Mode `permissive`
-//! allows everything. Because the table is part of the config snapshot, a swap
+//! request on it; an HTTP rule allows the requests to its ports (empty = every
+//! port) that its matches accept (path regex matching the whole normalized path,
+//! methods, header regexes); a path that cannot be normalized is denied. Mode
+//! `permissive` allows everything. Because the table is part of the config snapshot, a swap
 //! that removes a grant denies the next request at once.
 
 use crate::metrics::{Kind, Metrics, Series, labels};
 use crate::routing::matcher::{CompiledMatch, MatchError, any_match};
+use crate::routing::path;
 use http::{HeaderMap, Method};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,21 +23,41 @@ enum Ports {
     Some(HashSet<u16>),
 }
 
+impl Ports {
+    fn contains(&self, port: u16) -> bool {
+        match self {
+            Ports::None => false,
+            Ports::All => true,
+            Ports::Some(p) => p.contains(&port),
+        }
+    }
+}
+
+/// One HTTPRouteGroup rule: its matches, on its ports.
+#[derive(Debug)]
+struct HttpRule {
+    ports: Ports,
+    matches: Vec<CompiledMatch>,
+}
+
 #[derive(Debug)]
 struct Grant {
     name: String,
     sources: HashSet<String>,
     tcp: Ports,
-    http: Vec<CompiledMatch>,
+    http: Vec<HttpRule>,
 }
 
 impl Grant {
     fn tcp_allows(&self, port: u16) -> bool {
-        match &self.tcp {
-            Ports::None => false,
-            Ports::All => true,
-            Ports::Some(p) => p.contains(&port),
-        }
+        self.tcp.contains(port)
+    }
+
+    /// `path` is already normalized.
+    fn http_allows(&self, port: u16, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+        self.http
+            .iter()
+            .any(|r| r.ports.contains(port) && any_match(&r.matches, method, path, headers))
     }
 }
 
@@ -77,11 +99,17 @@ impl Authz {
                         Ports::Some(set) => set.extend(ports),
                         Ports::None => tcp = Ports::Some(ports.iter().copied().collect()),
                     },
-                    AccessRule::Http { matches } => {
-                        for m in matches {
-                            http.push(CompiledMatch::compile(m)?);
-                        }
-                    }
+                    AccessRule::Http { ports, matches } => http.push(HttpRule {
+                        ports: if ports.is_empty() {
+                            Ports::All
+                        } else {
+                            Ports::Some(ports.iter().copied().collect())
+                        },
+                        matches: matches
+                            .iter()
+                            .map(CompiledMatch::compile)
+                            .collect::<Result<_, _>>()?,
+                    }),
                 }
             }
             grants.push(Grant {
@@ -197,7 +225,16 @@ impl Authz {
         }
     }
 
-    /// Authorizes an HTTP request to `port`.
+    /// Whether inbound requests have their path normalized (and refused with 400
+    /// when that is impossible) before authorization and forwarding: in mode
+    /// `smi`, where path rules apply.
+    pub fn normalizes_paths(&self) -> bool {
+        self.mode == AccessMode::Smi
+    }
+
+    /// Authorizes an HTTP request to `port`. `path` is normalized here (callers
+    /// forward the normalized form, see [`path::normalize_uri`]); one that cannot
+    /// be is denied unless a TCP rule allows the whole port.
     pub fn check_http(
         &self,
         source: Option<&str>,
@@ -207,11 +244,17 @@ impl Authz {
         headers: &HeaderMap,
     ) -> Decision {
         let c = self.counters(port);
+        let normalized = path::normalize(path);
         let hit = match self.mode {
             AccessMode::Permissive => Some(self.grants.len()),
             AccessMode::Smi => self
                 .candidates(source)
-                .find(|(_, g)| g.tcp_allows(port) || any_match(&g.http, method, path, headers))
+                .find(|(_, g)| {
+                    g.tcp_allows(port)
+                        || normalized
+                            .as_deref()
+                            .is_ok_and(|p| g.http_allows(port, method, p, headers))
+                })
                 .map(|(i, _)| i),
         };
         match hit {
@@ -229,7 +272,10 @@ impl Authz {
                 if let Some(c) = c {
                     c.http_deny.inc();
                 }
-                Err(self.why_denied(source))
+                match normalized {
+                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Err(self.why_denied(source)),
+                }
             }
         }
     }
@@ -294,6 +340,7 @@ mod tests {
         assert!(http(&tcp, Some(A), 8080, Method::POST, "/anything"));
 
         let rule = AccessRule::Http {
+            ports: vec![],
             matches: vec![HttpMatch {
                 name: "rg/metrics".into(),
                 path_regex: Some("/metrics".into()),
@@ -321,5 +368,104 @@ mod tests {
             text.contains("inbound_tcp_authz_deny_total{target_port=\"other\"} 1"),
             "{text}"
         );
+    }
+
+    fn metrics_on(ports: Vec<u16>, regex: &str) -> AccessRule {
+        AccessRule::Http {
+            ports,
+            matches: vec![HttpMatch {
+                name: "rg/metrics".into(),
+                path_regex: Some(regex.into()),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn http_rules_apply_only_on_their_port() {
+        let m = Metrics::default();
+        let a = Authz::build(
+            &cfg(AccessMode::Smi, vec![metrics_on(vec![8080], "/metrics")]),
+            &m,
+        )
+        .unwrap();
+        assert!(http(&a, Some(A), 8080, Method::GET, "/metrics"));
+        assert!(
+            !http(&a, Some(A), 9090, Method::GET, "/metrics"),
+            "grant on 8080 only"
+        );
+        let any = Authz::build(&cfg(AccessMode::Smi, vec![metrics_on(vec![], "/metrics")]), &m).unwrap();
+        assert!(
+            http(&any, Some(A), 9090, Method::GET, "/metrics"),
+            "no port = every port"
+        );
+    }
+
+    #[test]
+    fn path_bypasses_are_denied() {
+        let m = Metrics::default();
+        let exact = Authz::build(
+            &cfg(AccessMode::Smi, vec![metrics_on(vec![8080], "/metrics")]),
+            &m,
+        )
+        .unwrap();
+        for ok in [
+            "/metrics",
+            "//metrics",
+            "/./metrics",
+            "/x/../metrics",
+            "/%6Detrics",
+            "/a/x/../../metrics",
+        ] {
+            assert!(http(&exact, Some(A), 8080, Method::GET, ok), "{ok} is /metrics");
+        }
+        for bypass in [
+            "/metrics-admin",
+            "/metrics/admin",
+            "/metrics/../admin",
+            "//metrics/../admin",
+            "/metrics/%2E%2E/admin",
+            "/metrics/%2e./admin",
+        ] {
+            assert_eq!(
+                exact.check_http(Some(A), 8080, &Method::GET, bypass, &HeaderMap::new()),
+                Err("no rule of t/tt allows it".into()),
+                "{bypass}"
+            );
+        }
+        let prefix = Authz::build(
+            &cfg(AccessMode::Smi, vec![metrics_on(vec![8080], "/public/.*")]),
+            &m,
+        )
+        .unwrap();
+        assert!(http(&prefix, Some(A), 8080, Method::GET, "/public/a/b"));
+        for bypass in [
+            "/public/../admin",
+            "/public//../admin",
+            "/public/x/../../admin",
+            "/public-admin",
+        ] {
+            assert!(!http(&prefix, Some(A), 8080, Method::GET, bypass), "{bypass}");
+        }
+        for encoded in [
+            "/public%2F..%2Fadmin",
+            "/public/x%2fy",
+            "/public%5C..%5Cadmin",
+            "/public\\..\\admin",
+        ] {
+            assert_eq!(
+                prefix.check_http(Some(A), 8080, &Method::GET, encoded, &HeaderMap::new()),
+                Err("encoded slash or backslash in the request path".into()),
+                "{encoded}"
+            );
+        }
+        assert!(!http(&prefix, Some(A), 8080, Method::GET, "/public/%zz"));
+        // A TCP rule allows the whole port, whatever the path.
+        let tcp = Authz::build(
+            &cfg(AccessMode::Smi, vec![AccessRule::Tcp { ports: vec![8080] }]),
+            &m,
+        )
+        .unwrap();
+        assert!(http(&tcp, Some(A), 8080, Method::GET, "/a%2Fb"));
     }
 }

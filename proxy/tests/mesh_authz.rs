@@ -1,6 +1,8 @@
 //! The SMI access cases through two proxies with mTLS: no TrafficTarget →
 //! denied; a TCPRoute grant → allowed; the grant removed by a config swap →
-//! denied on the next request; an HTTPRouteGroup path rule and a method rule.
+//! denied on the next request; an HTTPRouteGroup path rule and a method rule;
+//! HTTP rules scoped to their port and matched on the normalized path, which is
+//! what the app receives (issue 14 item 3).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -117,8 +119,8 @@ async fn http_path_and_method_rules() {
     assert_eq!(request(&m, "GET", "/metrics").await.0, 200);
     assert_eq!(
         request(&m, "GET", "/metrics/sub").await.0,
-        200,
-        "anchored at the start only"
+        403,
+        "the whole path must match"
     );
     assert_eq!(request(&m, "GET", "/echo").await.0, 403);
     assert_eq!(request(&m, "GET", "/x/metrics").await.0, 403);
@@ -134,5 +136,57 @@ async fn http_path_and_method_rules() {
     let c = h1_client();
     assert_eq!(get(&c, m.outbound(), "/", &[("x-user", "bob")]).await.0, 200);
     assert_eq!(get(&c, m.outbound(), "/", &[("x-user", "eve")]).await.0, 403);
-    assert_eq!(app.hits(), 4);
+    assert_eq!(app.hits(), 3);
+}
+
+#[tokio::test]
+async fn http_rules_are_port_scoped_and_see_the_normalized_path() {
+    let app = http_backend("app").await;
+    let on = |port: u16| {
+        grant(json!([{"kind": "http", "ports": [port],
+            "matches": [{"name": "routes/public", "pathRegex": "/public/.*"}]}]))
+    };
+    let m = Mesh::start(app.addr, "http1", "smi", "strict", on(app.addr.port())).await;
+    let c = h1_client();
+    let (status, headers, _) = get(&c, m.outbound(), "/public//a/./b?q=%2F", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["x-seen-path"], "/public/a/b?q=%2F",
+        "the app gets the authorized path"
+    );
+    for bypass in [
+        "/public/../admin",
+        "/public/%2E%2E/admin",
+        "/public-admin",
+        "/public",
+    ] {
+        assert_eq!(
+            request(&m, "GET", bypass).await,
+            (403, "forbidden".into()),
+            "{bypass}"
+        );
+    }
+    for encoded in ["/public%2F..%2Fadmin", "/public/a%5Cb", "/public/%zz"] {
+        assert_eq!(
+            request(&m, "GET", encoded).await,
+            (400, "bad-path".into()),
+            "{encoded}"
+        );
+    }
+    // The same grant on another port allows nothing on this one.
+    m.set_server("smi", "strict", "http1", on(app.addr.port().wrapping_add(1)));
+    assert_eq!(request(&m, "GET", "/public/a").await, (403, "forbidden".into()));
+    // A TCP rule allows the whole port: the path is forwarded as it came.
+    m.set_server(
+        "smi",
+        "strict",
+        "http1",
+        grant(json!([{"kind": "tcp", "ports": [app.addr.port()]}])),
+    );
+    let (status, headers, _) = get(&c, m.outbound(), "/a%2Fb/../c", &[]).await;
+    assert_eq!(
+        (status, &headers["x-seen-path"]),
+        (200, &http::HeaderValue::from_static("/a%2Fb/../c"))
+    );
+    assert_eq!(app.hits(), 2);
 }

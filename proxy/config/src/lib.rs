@@ -11,11 +11,13 @@
 
 mod catalog;
 pub mod identity;
+mod pattern;
 mod policy;
 mod validate;
 
 pub use catalog::{CATALOG_KEY, CatalogIndex, CatalogRef, CatalogShard, INDEX_KEY, catalog_ref};
 
+pub use pattern::compile_full;
 pub use policy::{
     Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection, RetryBudget,
     RetryOn, RetryPolicy,
@@ -248,7 +250,8 @@ pub struct WeightedBackend {
 pub struct HttpMatch {
     /// `<route-group>/<match-name>`, for logs.
     pub name: String,
-    /// Regex matched against the request path, anchored at the start.
+    /// Regex that must match the whole normalized request path (dot segments
+    /// removed, duplicate slashes merged); a prefix is written `/api/.*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_regex: Option<String>,
     /// Upper-case methods; empty or containing `*` = any.
@@ -301,8 +304,14 @@ pub enum AccessRule {
         #[serde(default)]
         ports: Vec<u16>,
     },
-    /// HTTPRouteGroup: HTTP requests matching one of these (OR).
-    Http { matches: Vec<HttpMatch> },
+    /// HTTPRouteGroup: HTTP requests to these ports (empty = every port; the
+    /// TrafficTarget's `destination.port` when it names one) matching one of
+    /// these (OR).
+    Http {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ports: Vec<u16>,
+        matches: Vec<HttpMatch>,
+    },
 }
 
 impl ProxyConfig {

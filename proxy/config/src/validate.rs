@@ -3,6 +3,7 @@
 
 use crate::{
     AccessRule, CircuitBreakerPolicy, Fallback, HttpMatch, ProxyConfig, RetryPolicy, SCHEMA_VERSION, Service,
+    compile_full,
 };
 
 /// A config that parsed but must not be applied.
@@ -95,7 +96,7 @@ impl ProxyConfig {
                 ));
             }
             for (j, rule) in grant.rules.iter().enumerate() {
-                if let AccessRule::Http { matches } = rule {
+                if let AccessRule::Http { matches, .. } = rule {
                     validate_matches(&format!("{path}.rules[{j}].matches"), matches)?;
                 }
             }
@@ -156,7 +157,7 @@ fn validate_service(cfg: &ProxyConfig, path: &str, key: &str, svc: &Service) -> 
 fn validate_matches(path: &str, matches: &[HttpMatch]) -> Result<(), ValidationError> {
     for (i, m) in matches.iter().enumerate() {
         if let Some(re) = &m.path_regex {
-            regex::Regex::new(re).map_err(|e| err(format!("{path}[{i}].pathRegex"), e.to_string()))?;
+            compile_full(re).map_err(|e| err(format!("{path}[{i}].pathRegex"), e.to_string()))?;
         }
         for (name, re) in &m.headers {
             if name.chars().any(|c| c.is_ascii_uppercase()) {
@@ -165,7 +166,7 @@ fn validate_matches(path: &str, matches: &[HttpMatch]) -> Result<(), ValidationE
                     "header names must be lower-case",
                 ));
             }
-            regex::Regex::new(re).map_err(|e| err(format!("{path}[{i}].headers.{name}"), e.to_string()))?;
+            compile_full(re).map_err(|e| err(format!("{path}[{i}].headers.{name}"), e.to_string()))?;
         }
         if let Some(bad) = m
             .methods
@@ -279,6 +280,7 @@ pub(crate) mod tests {
             source: "ns/tt".into(),
             sources: vec!["spiffe://cluster.local/ns/ns/sa/a".into()],
             rules: vec![AccessRule::Http {
+                ports: vec![],
                 matches: vec![HttpMatch {
                     name: "g/m".into(),
                     headers: [("x".to_string(), "(".to_string())].into(),
@@ -288,6 +290,46 @@ pub(crate) mod tests {
         });
         let e = c.validate().unwrap_err();
         assert!(e.path.contains("headers.x"), "{e}");
+    }
+
+    #[test]
+    fn path_regex_is_validated_as_the_proxy_compiles_it() {
+        // Valid on its own, but a verbose-mode comment would swallow the `)$` the
+        // proxy appends to anchor it: refused, not anchored differently.
+        let mut c = minimal();
+        c.inbound.grants.push(AccessGrant {
+            source: "ns/tt".into(),
+            sources: vec!["spiffe://cluster.local/ns/ns/sa/a".into()],
+            rules: vec![AccessRule::Http {
+                ports: vec![8080],
+                matches: vec![HttpMatch {
+                    name: "g/m".into(),
+                    path_regex: Some("(?x)/metrics#".into()),
+                    ..Default::default()
+                }],
+            }],
+        });
+        let e = c.validate().unwrap_err();
+        assert!(e.path.ends_with("pathRegex"), "{e}");
+    }
+
+    #[test]
+    fn http_rule_ports_round_trip_and_default_to_every_port() {
+        let rule: AccessRule = serde_json::from_str(r#"{"kind":"http","matches":[]}"#).unwrap();
+        assert_eq!(
+            rule,
+            AccessRule::Http {
+                ports: vec![],
+                matches: vec![]
+            }
+        );
+        let with = AccessRule::Http {
+            ports: vec![8080],
+            matches: vec![],
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert_eq!(text, r#"{"kind":"http","ports":[8080],"matches":[]}"#);
+        assert_eq!(serde_json::from_str::<AccessRule>(&text).unwrap(), with);
     }
 
     #[test]

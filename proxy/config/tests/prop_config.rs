@@ -117,16 +117,20 @@ fn grant() -> impl Strategy<Value = AccessGrant> {
         prop::collection::vec(
             prop_oneof![
                 prop::collection::vec(1u16.., 0..3).prop_map(|ports| AccessRule::Tcp { ports }),
-                ("[a-z/]{1,8}", prop::collection::vec("[A-Z]{1,6}", 0..2)).prop_map(|(p, methods)| {
-                    AccessRule::Http {
+                (
+                    "[a-z/]{1,8}",
+                    prop::collection::vec("[A-Z]{1,6}", 0..2),
+                    prop::collection::vec(1u16.., 0..2),
+                )
+                    .prop_map(|(p, methods, ports)| AccessRule::Http {
+                        ports,
                         matches: vec![HttpMatch {
                             name: "g/m".into(),
                             path_regex: Some(format!("/{p}.*")),
                             methods,
                             headers: BTreeMap::new(),
                         }],
-                    }
-                }),
+                    }),
             ],
             0..3,
         ),

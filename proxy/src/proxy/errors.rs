@@ -19,6 +19,8 @@ pub enum ProxyError {
     ResponseTimeout,
     UpstreamError,
     Forbidden,
+    /// Denied, and the path cannot be normalized (`%2F`, `%5C`, a backslash, a bad `%`).
+    BadPath,
     /// The overall request deadline (Retry `timeout`) passed.
     Timeout,
     /// The service's circuit breaker is open (no fallback configured).
@@ -43,6 +45,7 @@ impl ProxyError {
             Self::ResponseTimeout => "response-timeout",
             Self::UpstreamError => "upstream-error",
             Self::Forbidden => "forbidden",
+            Self::BadPath => "bad-path",
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit-open",
             Self::MaxRequests => "max-requests",
@@ -67,6 +70,7 @@ impl ProxyError {
             Self::ResponseTimeout | Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::BadPath => StatusCode::BAD_REQUEST,
             Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }

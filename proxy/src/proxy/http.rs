@@ -177,10 +177,22 @@ async fn inbound(
 ) -> Response<Body> {
     let metrics = &info.http_metrics;
     metrics.request();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Path rules see, and the app receives, the normalized path (issue 14 item 3).
+    let bad_path = ctx
+        .shared
+        .store
+        .load()
+        .is_some_and(|s| s.authz.normalizes_paths())
+        && crate::routing::path::normalize_uri(&mut parts.uri).is_err();
     if !ctx.shared.inbound_security.allow_http(peer, port, &parts) {
         metrics.latency(start.elapsed());
-        return ProxyError::Forbidden.response(Some(metrics));
+        let e = if bad_path {
+            ProxyError::BadPath
+        } else {
+            ProxyError::Forbidden
+        };
+        return e.response(Some(metrics));
     }
     let settings = &ctx.shared.settings;
     let call = Call {

@@ -1,11 +1,13 @@
 //! Compiled HTTPRouteGroup matches. Within one match every present condition
 //! must hold (AND); a list of matches is satisfied by any one (OR). `pathRegex`
-//! is anchored at the start of the path, header regexes must match the whole
-//! value, and methods may include `*`.
+//! must match the whole path (callers pass the normalized path, see
+//! [`super::path`]), header regexes the whole value, and methods may include `*`.
+//! Both are compiled by [`weft_proxy_config::compile_full`], the same function
+//! the operator and the config validation use.
 
 use http::{HeaderMap, Method};
 use regex::Regex;
-use weft_proxy_config::HttpMatch;
+use weft_proxy_config::{HttpMatch, compile_full};
 
 /// Error compiling a match (the config crate validates regexes too, so this only
 /// fires on a config that bypassed validation).
@@ -39,7 +41,7 @@ impl CompiledMatch {
         let path = m
             .path_regex
             .as_deref()
-            .map(|re| Regex::new(&format!("^(?:{re})")))
+            .map(compile_full)
             .transpose()
             .map_err(err)?;
         let methods = if m.methods.is_empty() || m.methods.iter().any(|x| x == "*") {
@@ -55,7 +57,7 @@ impl CompiledMatch {
         let mut headers = Vec::with_capacity(m.headers.len());
         let mut impossible = false;
         for (name, re) in &m.headers {
-            let regex = Regex::new(&format!("^(?:{re})$")).map_err(err)?;
+            let regex = compile_full(re).map_err(err)?;
             match http::HeaderName::from_bytes(name.as_bytes()) {
                 Ok(name) => headers.push((name, regex)),
                 // A header name no request can carry: the match can never hold.
@@ -126,13 +128,20 @@ mod tests {
     }
 
     #[test]
-    fn path_is_anchored_at_start_only() {
+    fn path_must_match_whole() {
         let x = m(Some("/api"), &[], &[]);
-        assert!(x.matches(&Method::GET, "/api/v1", &HeaderMap::new()));
+        assert!(x.matches(&Method::GET, "/api", &HeaderMap::new()));
+        assert!(!x.matches(&Method::GET, "/api/v1", &HeaderMap::new()));
+        assert!(!x.matches(&Method::GET, "/api-admin", &HeaderMap::new()));
         assert!(!x.matches(&Method::GET, "/v1/api", &HeaderMap::new()));
+        // A prefix is written with `.*`.
+        let p = m(Some("/api/.*"), &[], &[]);
+        assert!(p.matches(&Method::GET, "/api/v1", &HeaderMap::new()));
+        assert!(!p.matches(&Method::GET, "/api-admin", &HeaderMap::new()));
         // Alternation is anchored as a whole.
         let y = m(Some("/a|/b"), &[], &[]);
-        assert!(y.matches(&Method::GET, "/b/c", &HeaderMap::new()));
+        assert!(y.matches(&Method::GET, "/b", &HeaderMap::new()));
+        assert!(!y.matches(&Method::GET, "/b/c", &HeaderMap::new()));
         assert!(!y.matches(&Method::GET, "/c/b", &HeaderMap::new()));
     }
 

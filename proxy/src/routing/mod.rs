@@ -3,6 +3,7 @@
 //! whose balancer picks an endpoint. Built once per config; read-only after.
 
 pub mod matcher;
+pub mod path;
 pub mod split;
 pub mod table;
 

@@ -76,8 +76,11 @@ pub struct PortRoute {
 }
 
 impl PortRoute {
-    /// The backend for an HTTP request.
+    /// The backend for an HTTP request. Matches see the normalized path (the raw
+    /// one when it cannot be normalized: the destination's sidecar refuses it).
     pub fn select_http(&self, method: &Method, path: &str, headers: &HeaderMap) -> &Arc<Backend> {
+        let normalized = super::path::normalize(path);
+        let path = normalized.as_deref().unwrap_or(path);
         match &self.split {
             Some(s) if s.matches.is_empty() || any_match(&s.matches, method, path, headers) => {
                 &s.backends[s.picker.pick()]

@@ -135,8 +135,14 @@ async fn answer(name: &'static str, mut req: Request<Incoming>) -> Response<Stre
         }
         _ => {}
     }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let mut r = Response::builder()
         .header("x-backend", name)
+        .header("x-seen-path", path)
         .header("x-seen-authority", authority)
         .header("x-seen-hop", if hop { "yes" } else { "no" })
         .header("connection", "keep-alive")

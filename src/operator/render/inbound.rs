@@ -76,7 +76,9 @@ fn rules_for(
                         }
                     };
                     if !matches.is_empty() {
-                        rules.push(AccessRule::Http { matches });
+                        // SMI `destination.port`: the rule holds on that port only.
+                        let ports = t.destination_port.into_iter().collect();
+                        rules.push(AccessRule::Http { ports, matches });
                     }
                 }
                 found => {

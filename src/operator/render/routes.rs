@@ -18,8 +18,9 @@ pub struct Routes {
 }
 
 fn convert(group: &str, m: &ApiHttpMatch) -> Result<HttpMatch, String> {
+    // The same anchoring the proxy compiles with: a whole-input match.
     let check = |what: &str, re: &str| {
-        regex::Regex::new(re)
+        weft_proxy_config::compile_full(re)
             .map(|_| ())
             .map_err(|e| format!("match {:?} {what}: {e}", m.name))
     };

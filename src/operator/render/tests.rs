@@ -378,15 +378,50 @@ fn grants_follow_traffic_targets() {
     assert_eq!(podinfo.ports[0].protocol, Protocol::Http1);
     let g = &podinfo.grants[0];
     assert_eq!(g.sources, ["spiffe://cluster.local/ns/shop/sa/frontend"]);
-    let AccessRule::Http { matches } = &g.rules[0] else {
+    let AccessRule::Http { ports, matches } = &g.rules[0] else {
         panic!("{g:?}")
     };
+    assert!(ports.is_empty(), "no destination port: every port");
     assert_eq!(matches.len(), 1, "only the named match");
     assert_eq!(matches[0].methods, ["GET", "HEAD"]);
     let db = &out.configs[&id("db")].config.inbound.grants[0];
     assert_eq!(db.rules, [AccessRule::Tcp { ports: vec![5432] }]);
     assert_eq!(db.sources.len(), 2);
     assert!(out.configs[&id("vault")].config.inbound.grants.is_empty());
+}
+
+#[test]
+fn destination_port_reaches_http_and_tcp_rules() {
+    let mut st = shop();
+    let mut t = target(
+        "podinfo",
+        &["frontend"],
+        vec![
+            rule("HTTPRouteGroup", "api", Some(&["read"])),
+            rule("TCPRoute", "pg", None),
+        ],
+    );
+    t.destination_port = Some(9898);
+    st.traffic_targets[0].spec = Ok(t);
+    st.tcp_routes[0].spec = Ok(vec![]);
+    let out = render(&st);
+    let g = &out.configs[&id("podinfo")].config.inbound.grants[0];
+    let AccessRule::Http { ports, matches } = &g.rules[0] else {
+        panic!("{g:?}")
+    };
+    assert_eq!((ports.as_slice(), matches.len()), ([9898].as_slice(), 1));
+    assert_eq!(g.rules[1], AccessRule::Tcp { ports: vec![9898] });
+}
+
+#[test]
+fn path_regex_is_checked_as_the_proxy_anchors_it() {
+    let mut st = shop();
+    // Compiles alone, but not once anchored (the comment swallows `)$`).
+    st.route_groups[0].spec = Ok(vec![http_match("read", "(?x)/api#", &["GET"])]);
+    let out = render(&st);
+    let r = report(&out, Kind::HttpRouteGroup, "api");
+    assert!(!r.accepted.ok, "{r:?}");
+    assert!(out.configs[&id("podinfo")].config.inbound.grants.is_empty());
 }
 
 #[test]
