@@ -173,13 +173,7 @@ mod tests {
         assert_eq!(get("/live"), 200);
         assert_eq!(get("/ready"), 503);
         assert_eq!(get("/config"), 503);
-        store
-            .apply_json(
-                r#"{"schemaVersion":1,"identity":{"namespace":"d","serviceAccount":"a","spiffeId":"spiffe://cluster.local/ns/d/sa/a"},
-                "mesh":{"trustDomain":"cluster.local","accessMode":"smi","mtlsMode":"strict"}}"#,
-                "test",
-            )
-            .unwrap();
+        store.apply_json(CONFIG, "test").unwrap();
         assert_eq!(get("/ready"), 200);
         assert_eq!(get("/config"), 200);
         assert_eq!(get("/metrics"), 200);
@@ -187,18 +181,16 @@ mod tests {
         assert_eq!(get("/nope"), 404);
     }
 
+    /// The smallest valid config (an identity, strict mTLS).
+    const CONFIG: &str = r#"{"schemaVersion":1,"identity":{"namespace":"d","serviceAccount":"a","spiffeId":"spiffe://cluster.local/ns/d/sa/a"},
+        "mesh":{"trustDomain":"cluster.local","accessMode":"smi","mtlsMode":"strict"}}"#;
+
     #[tokio::test]
     async fn off_host_peers_get_probes_and_metrics_only() {
         let metrics = Arc::new(Metrics::default());
         let readiness = Arc::new(Readiness::default());
         let store = Arc::new(ConfigStore::new(Arc::clone(&metrics), Arc::clone(&readiness)));
-        store
-            .apply_json(
-                r#"{"schemaVersion":1,"identity":{"namespace":"d","serviceAccount":"a","spiffeId":"spiffe://cluster.local/ns/d/sa/a"},
-                "mesh":{"trustDomain":"cluster.local","accessMode":"smi","mtlsMode":"strict"}}"#,
-                "test",
-            )
-            .unwrap();
+        store.apply_json(CONFIG, "test").unwrap();
         let admin = Admin {
             store,
             metrics,
