@@ -47,9 +47,18 @@ lint: ## rustfmt check + clippy with -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-.PHONY: test no-dev-cluster
-test: deps kube-bins node-tools images h2spec lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
+.PHONY: test no-dev-cluster disk-space
+test: disk-space deps kube-bins node-tools images h2spec lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
+
+# A cold `make test` writes about 20 GiB under target/ (debug + release builds and the
+# images); a full disk otherwise shows up late as a linker "Bus error" or "No space left".
+DISK_NEEDED_GIB ?= 25
+disk-space:
+	@avail=$$(df -P -BG . | awk 'NR==2 {sub("G","",$$4); print $$4}'); \
+	if [ "$$avail" -lt $(DISK_NEEDED_GIB) ]; then \
+	  echo "warning: only $${avail} GiB free here; a cold make test needs about $(DISK_NEEDED_GIB) GiB (cargo clean elsewhere?)" >&2; \
+	else echo "disk: $${avail} GiB free"; fi
 
 # The e2e tests run their own node (kubelet + containerd); only one may run per machine.
 no-dev-cluster:
