@@ -51,7 +51,7 @@ lint: ## rustfmt check + clippy with -D warnings
 test: disk-space deps kube-bins node-tools images h2spec lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
-# A cold `make test` writes about 20 GiB under target/ (debug + release builds and the
+# A full `make test` leaves about 17 GiB under target/ (`du -sh target`: debug + release builds and the
 # images); a full disk otherwise shows up late as a linker "Bus error" or "No space left".
 DISK_NEEDED_GIB ?= 25
 disk-space:
