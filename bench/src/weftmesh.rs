@@ -58,11 +58,14 @@ fn forward_config(server: SocketAddr, protocol: Protocol, peer: Option<&str>) ->
                 identity: peer.map(str::to_string),
                 pod: None,
             }],
+            load_balancer: None,
         }],
         load_balancer: Default::default(),
         split: None,
         retry: None,
         circuit_breaker: None,
+        faults: Default::default(),
+        mirrors: Vec::new(),
     };
     ProxyConfig {
         schema_version: SCHEMA_VERSION,
@@ -72,6 +75,7 @@ fn forward_config(server: SocketAddr, protocol: Protocol, peer: Option<&str>) ->
         inbound: Inbound::default(),
         catalog: None,
         retries: Default::default(),
+        faults: Default::default(),
     }
 }
 
@@ -91,6 +95,7 @@ pub fn server_config(app_port: u16, protocol: Protocol) -> ProxyConfig {
         },
         catalog: None,
         retries: Default::default(),
+        faults: Default::default(),
     }
 }
 

@@ -77,11 +77,14 @@ fn services(n: usize, round: usize) -> BTreeMap<String, Service> {
                     name: Some("http".into()),
                     protocol: Protocol::Http1,
                     endpoints,
+                    load_balancer: None,
                 }],
                 load_balancer: LoadBalancer::default(),
                 split: None,
                 retry: None,
                 circuit_breaker: None,
+                faults: Default::default(),
+                mirrors: Vec::new(),
             };
             (format!("{}/{}", svc.namespace, svc.name), svc)
         })
@@ -105,6 +108,7 @@ fn base() -> ProxyConfig {
         inbound: Inbound::default(),
         catalog: None,
         retries: BTreeMap::new(),
+        faults: Default::default(),
     }
 }
 

@@ -115,7 +115,7 @@ pub fn catalog_ref(text: &str) -> Option<CatalogRef> {
 
 impl ProxyConfig {
     /// Merges the catalog's shards (in [`CatalogIndex::shards`] order) and this
-    /// identity's retry policies into one complete config, then validates it. A
+    /// identity's retry and fault policies into one complete config, then validates it. A
     /// retry for a service the catalog does not hold is dropped: the index moves
     /// independently of the identity's config, so a service may be gone from one
     /// a moment before the other. A config without a catalog is only validated.
@@ -142,18 +142,23 @@ impl ProxyConfig {
                 svc.retry = Some(retry);
             }
         }
+        for (key, faults) in std::mem::take(&mut self.faults) {
+            if let Some(svc) = self.services.get_mut(&key) {
+                svc.faults = faults;
+            }
+        }
         self.validate()?;
         Ok(self)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::validate::tests::minimal;
     use crate::{Backoff, Endpoint, RetryBudget, RetryOn, RetryPolicy, ServicePort, Split, WeightedBackend};
 
-    fn svc(ns: &str, name: &str) -> Service {
+    pub(crate) fn svc(ns: &str, name: &str) -> Service {
         Service {
             namespace: ns.into(),
             name: name.into(),
@@ -170,11 +175,14 @@ mod tests {
                     identity: None,
                     pod: None,
                 }],
+                load_balancer: None,
             }],
             load_balancer: Default::default(),
             split: None,
             retry: None,
             circuit_breaker: None,
+            faults: Default::default(),
+            mirrors: Vec::new(),
         }
     }
 
@@ -209,7 +217,7 @@ mod tests {
         }
     }
 
-    fn referencing() -> ProxyConfig {
+    pub(crate) fn referencing() -> ProxyConfig {
         let mut c = minimal();
         c.catalog = Some(CatalogRef {
             namespace: "weft-system".into(),

@@ -13,6 +13,7 @@ mod catalog;
 pub mod identity;
 mod pattern;
 mod policy;
+mod traffic;
 mod validate;
 
 pub use catalog::{CATALOG_KEY, CatalogIndex, CatalogRef, CatalogShard, INDEX_KEY, catalog_ref};
@@ -22,6 +23,7 @@ pub use policy::{
     Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection, RetryBudget,
     RetryOn, RetryPolicy,
 };
+pub use traffic::{FaultAbort, FaultDelay, FaultPolicy, MAX_MIRROR_BODY_BYTES, MirrorPolicy};
 pub use validate::ValidationError;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +72,10 @@ pub struct ProxyConfig {
     /// services by [`ProxyConfig::assemble`] (only with a catalog).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retries: BTreeMap<String, RetryPolicy>,
+    /// Per-destination fault injection of this identity, merged into the
+    /// catalog's services by [`ProxyConfig::assemble`] (only with a catalog).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub faults: BTreeMap<String, Vec<FaultPolicy>>,
 }
 
 /// A workload identity: a ServiceAccount in a namespace.
@@ -139,6 +145,11 @@ pub enum LoadBalancer {
         key: HashKey,
         #[serde(default)]
         algorithm: HashAlgorithm,
+        /// With a cookie key: when a request lacks the cookie the proxy makes one
+        /// up, routes by it and sets it on the response with this lifetime
+        /// (sticky sessions). `None` = never generate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie: Option<GeneratedCookie>,
     },
 }
 
@@ -149,6 +160,18 @@ pub enum HashKey {
     Header(String),
     Cookie(String),
     SourceIp,
+}
+
+/// A cookie the proxy generates for sticky sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneratedCookie {
+    /// `Max-Age` of the cookie in milliseconds (sent rounded up to seconds);
+    /// 0 = a session cookie (no `Max-Age`).
+    pub ttl_ms: u64,
+    /// `Path` attribute (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Consistent-hash table construction.
@@ -182,6 +205,12 @@ pub struct Service {
     /// Circuit breaker for calls to this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerPolicy>,
+    /// Faults injected into calls from this identity to this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultPolicy>,
+    /// Copies of requests to this service sent to other services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<MirrorPolicy>,
 }
 
 /// One service port and the endpoints behind it.
@@ -193,6 +222,9 @@ pub struct ServicePort {
     pub name: Option<String>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// Balancer of this port when it differs from the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
     /// Endpoints, sorted by address.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,

@@ -39,6 +39,12 @@ impl ProxyConfig {
                 "per-destination retries are only valid with a catalog (inline services carry their own)",
             ));
         }
+        if !self.faults.is_empty() {
+            return Err(err(
+                "faults",
+                "per-destination faults are only valid with a catalog (inline services carry their own)",
+            ));
+        }
         self.validate_identity_parts()?;
         for (key, svc) in &self.services {
             validate_service(self, &format!("services[\"{key}\"]"), key, svc)?;
@@ -68,6 +74,13 @@ impl ProxyConfig {
                 return Err(err(path, "not a service of the catalog"));
             }
             validate_retry(&path, retry)?;
+        }
+        for (key, faults) in &self.faults {
+            let path = format!("faults[\"{key}\"]");
+            if !catalog_has(key) {
+                return Err(err(path, "not a service of the catalog"));
+            }
+            crate::traffic::validate_faults(&path, faults)?;
         }
         Ok(())
     }
@@ -151,10 +164,18 @@ fn validate_service(cfg: &ProxyConfig, path: &str, key: &str, svc: &Service) -> 
     if let Some(cb) = &svc.circuit_breaker {
         validate_breaker(cfg, &format!("{path}.circuitBreaker"), cb)?;
     }
+    crate::traffic::validate_balancer(&format!("{path}.loadBalancer"), &svc.load_balancer)?;
+    for (i, port) in svc.ports.iter().enumerate() {
+        if let Some(lb) = &port.load_balancer {
+            crate::traffic::validate_balancer(&format!("{path}.ports[{i}].loadBalancer"), lb)?;
+        }
+    }
+    crate::traffic::validate_faults(&format!("{path}.faults"), &svc.faults)?;
+    crate::traffic::validate_mirrors(cfg, &format!("{path}.mirrors"), key, &svc.mirrors)?;
     Ok(())
 }
 
-fn validate_matches(path: &str, matches: &[HttpMatch]) -> Result<(), ValidationError> {
+pub(crate) fn validate_matches(path: &str, matches: &[HttpMatch]) -> Result<(), ValidationError> {
     for (i, m) in matches.iter().enumerate() {
         if let Some(re) = &m.path_regex {
             compile_full(re).map_err(|e| err(format!("{path}[{i}].pathRegex"), e.to_string()))?;
@@ -255,6 +276,7 @@ pub(crate) mod tests {
             inbound: Default::default(),
             catalog: None,
             retries: Default::default(),
+            faults: Default::default(),
         }
     }
 

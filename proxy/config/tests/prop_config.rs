@@ -85,6 +85,7 @@ fn service(ns: String, name: String) -> impl Strategy<Value = Service> {
             "[a-z-]{1,8}".prop_map(|h| LoadBalancer::ConsistentHash {
                 key: HashKey::Header(h),
                 algorithm: HashAlgorithm::Maglev,
+                cookie: None,
             }),
         ],
     )
@@ -101,12 +102,15 @@ fn service(ns: String, name: String) -> impl Strategy<Value = Service> {
                     name,
                     protocol,
                     endpoints,
+                    load_balancer: None,
                 })
                 .collect(),
             load_balancer: lb,
             split: None,
             retry: None,
             circuit_breaker: None,
+            faults: Default::default(),
+            mirrors: Vec::new(),
         })
 }
 
@@ -190,6 +194,7 @@ fn valid_config() -> impl Strategy<Value = ProxyConfig> {
             },
             catalog: None,
             retries: BTreeMap::new(),
+            faults: Default::default(),
         })
 }
 

@@ -36,7 +36,7 @@ impl Balancer {
             LoadBalancer::LeastRequest => Algo::LeastRequest,
             LoadBalancer::RoundRobin => Algo::RoundRobin(AtomicUsize::new(0)),
             LoadBalancer::Random => Algo::Random,
-            LoadBalancer::ConsistentHash { key, algorithm } => {
+            LoadBalancer::ConsistentHash { key, algorithm, .. } => {
                 let names: Vec<String> = endpoints.iter().map(|e| e.addr.to_string()).collect();
                 let table = match algorithm {
                     HashAlgorithm::Ring => HashTable::ring(&names),
@@ -205,6 +205,7 @@ mod tests {
             let kind = LoadBalancer::ConsistentHash {
                 key: HashKey::Header("x-user".into()),
                 algorithm,
+                cookie: None,
             };
             let b = Balancer::new(&kind, eps(5));
             assert!(matches!(b.hash_key(), Some(HashKey::Header(h)) if h == "x-user"));

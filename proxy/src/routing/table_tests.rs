@@ -29,11 +29,14 @@ fn svc(name: &str, ip: Option<&str>, port: u16, eps: &[(&str, u16, bool)]) -> (S
                     pod: None,
                 })
                 .collect(),
+            load_balancer: None,
         }],
         load_balancer: LoadBalancer::RoundRobin,
         split: None,
         retry: None,
         circuit_breaker: None,
+        faults: Default::default(),
+        mirrors: Vec::new(),
     };
     (format!("default/{name}"), s)
 }
@@ -121,6 +124,7 @@ fn config() -> ProxyConfig {
         },
         catalog: None,
         retries: Default::default(),
+        faults: Default::default(),
     }
 }
 

@@ -176,6 +176,7 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
             port: upstream.port(),
             name: None,
             protocol: Protocol::Detect,
+            load_balancer: None,
             endpoints: vec![Endpoint {
                 ip: upstream.ip(),
                 port: upstream.port(),
@@ -189,6 +190,8 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
         split: None,
         retry: None,
         circuit_breaker: None,
+        faults: Vec::new(),
+        mirrors: Vec::new(),
     };
     ProxyConfig {
         schema_version: SCHEMA_VERSION,
@@ -206,6 +209,7 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
         inbound: Default::default(),
         catalog: None,
         retries: Default::default(),
+        faults: Default::default(),
     }
 }
 

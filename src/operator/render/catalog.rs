@@ -171,6 +171,7 @@ fn validate_whole(
         inbound: Default::default(),
         catalog: None,
         retries: Default::default(),
+        faults: Default::default(),
     };
     let result = probe.validate();
     *services = probe.services;
@@ -209,11 +210,14 @@ mod tests {
                                 pod: Some(format!("pod-{i}-{e}")),
                             })
                             .collect(),
+                        load_balancer: None,
                     }],
                     load_balancer: Default::default(),
                     split: None,
                     retry: None,
                     circuit_breaker: None,
+                    faults: Default::default(),
+                    mirrors: Vec::new(),
                 };
                 (format!("{}/{}", svc.namespace, svc.name), svc)
             })

@@ -139,6 +139,7 @@ pub fn build(index: &Index<'_>, trust_domain: &str) -> BTreeMap<String, Service>
                     name: sp.name.clone().filter(|n| !n.is_empty()),
                     protocol: protocol_hint(sp.app_protocol.as_deref(), sp.name.as_deref()),
                     endpoints,
+                    load_balancer: None,
                 });
             }
             let mut cluster_ips = svc.cluster_ips.clone();
@@ -153,6 +154,8 @@ pub fn build(index: &Index<'_>, trust_domain: &str) -> BTreeMap<String, Service>
                 split: None,
                 retry: None,
                 circuit_breaker: None,
+                faults: Default::default(),
+                mirrors: Vec::new(),
             };
             (key.clone(), service)
         })
