@@ -29,6 +29,9 @@ struct Args {
     /// Fraction of requests answered with 500 (0.0–1.0; `/healthz` never fails).
     #[arg(long, env = "FAIL_RATE", default_value_t = 0.0)]
     fail_rate: f64,
+    /// Milliseconds every request but `/healthz` waits before it is answered (at most 60,000).
+    #[arg(long, env = "DELAY_MS", default_value_t = 0)]
+    delay_ms: u64,
     /// Service name reported.
     #[arg(long, env = "SERVICE", default_value = "demo")]
     service: String,
@@ -63,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
         (0.0..=1.0).contains(&args.fail_rate),
         "--fail-rate must be within 0.0..=1.0"
     );
+    anyhow::ensure!(
+        std::time::Duration::from_millis(args.delay_ms) <= weft_demo_app::MAX_DELAY,
+        "--delay-ms must be at most 60000"
+    );
     let config = Config {
         identity: Identity {
             service: args.service,
@@ -72,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         http: (args.http_port != 0).then_some(SocketAddr::new(args.listen, args.http_port)),
         echo: args.echo_port.map(|p| SocketAddr::new(args.listen, p)),
         fail_rate: args.fail_rate,
+        delay: std::time::Duration::from_millis(args.delay_ms),
     };
     anyhow::ensure!(config.http.is_some() || config.echo.is_some(), "nothing to serve");
     run(config, shutdown_signal()).await.context("serving")

@@ -30,6 +30,8 @@ pub struct Config {
     pub echo: Option<SocketAddr>,
     /// Fraction of requests (0..=1) answered with 500 (never `/healthz`).
     pub fail_rate: f64,
+    /// Wait added before answering every request but `/healthz` (a slow service).
+    pub delay: std::time::Duration,
 }
 
 /// Binds the configured listeners and serves until `shutdown` completes.
@@ -104,6 +106,9 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 async fn handle(req: Request<Incoming>, config: Arc<Config>) -> Result<Response<Full<Bytes>>, Infallible> {
     let uri = req.uri().clone();
     let r = route(uri.path(), uri.query());
+    if r != Route::Healthz && !config.delay.is_zero() {
+        tokio::time::sleep(config.delay).await;
+    }
     if r != Route::Healthz && should_fail(config.fail_rate, rand::random::<f64>()) {
         return Ok(error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure"));
     }
@@ -222,7 +227,10 @@ mod tests {
         (status, serde_json::from_slice(&body).unwrap())
     }
 
-    async fn start(fail_rate: f64) -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    async fn start(
+        fail_rate: f64,
+        delay: std::time::Duration,
+    ) -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
         // Reserve free ports, then let the server bind them.
         let http = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -242,6 +250,7 @@ mod tests {
             http: Some(http),
             echo: Some(echo),
             fail_rate,
+            delay,
         };
         tokio::spawn(run(config, async move {
             let _ = rx.await;
@@ -257,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_report_status_delay_and_call() {
-        let (http, echo, _stop) = start(0.0).await;
+        let (http, echo, _stop) = start(0.0, std::time::Duration::ZERO).await;
         let (status, body) = get(http, "/hello?x=1").await;
         assert_eq!(status, 200);
         assert_eq!(body["service"], "svc");
@@ -287,9 +296,21 @@ mod tests {
 
     #[tokio::test]
     async fn fail_rate_one_fails_everything_but_healthz() {
-        let (http, _, _stop) = start(1.0).await;
+        let (http, _, _stop) = start(1.0, std::time::Duration::ZERO).await;
         assert_eq!(get(http, "/").await.0, 500);
         assert_eq!(get(http, "/status/200").await.0, 500);
         assert_eq!(get(http, "/healthz").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn delay_slows_everything_but_healthz() {
+        let delay = std::time::Duration::from_millis(300);
+        let (http, _, _stop) = start(0.0, delay).await;
+        let began = std::time::Instant::now();
+        assert_eq!(get(http, "/healthz").await.0, 200);
+        assert!(began.elapsed() < delay, "healthz must stay fast for probes");
+        let began = std::time::Instant::now();
+        assert_eq!(get(http, "/").await.0, 200);
+        assert!(began.elapsed() >= delay);
     }
 }

@@ -5,9 +5,10 @@
 //!   `manifests/`, then the controller Deployment awaited Available.
 //! - `weft-demo run`: install, deploy `examples/bookinfo/` in the labelled namespace
 //!   `bookinfo` (recreated fresh), then traffic splitting, a header route, default deny
-//!   and a TrafficTarget, a Retry over a flaky `ratings`, a CircuitBreaker on a failing
-//!   `reviews-v3`; requests are sent from inside the productpage pod's network namespace
-//!   (needs root, as the dev cluster does). Prints a summary table; leaves the cluster up.
+//!   and a TrafficTarget, a Retry over a flaky `ratings`, sticky sessions (LoadBalancing),
+//!   faults on `details` (FaultInjection), a mirror of `details` to `ratings`
+//!   (TrafficMirror), a CircuitBreaker on a failing `reviews-v3`; requests are sent from
+//!   inside the productpage pod's network namespace (needs root, as the dev cluster does). Prints a summary table; leaves the cluster up.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -114,6 +115,8 @@ async fn install_weft(client: &kube::Client, args: &Args) -> anyhow::Result<()> 
 
 #[path = "weft-demo/checks.rs"]
 mod checks;
+#[path = "weft-demo/traffic.rs"]
+mod traffic;
 
 fn step(n: usize, title: &str) {
     println!("\n[{n}/9] {title}");
@@ -351,6 +354,22 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
 
     step(
         7,
+        "LoadBalancing: sticky sessions on reviews with a cookie the sidecar sets",
+    );
+    demo.sticky_sessions().await?;
+    step(
+        8,
+        "FaultInjection: productpage's calls to details get aborts and delays",
+    );
+    demo.faults().await?;
+    step(
+        9,
+        "TrafficMirror: productpage's calls to details are copied to ratings",
+    );
+    demo.mirror().await?;
+
+    step(
+        10,
         "CircuitBreaker: reviews-v3 starts failing; the breaker opens and the fallback answers",
     );
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
@@ -380,7 +399,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         fallback >= 30 && failed <= 30,
     );
 
-    step(8, "Summary");
+    step(11, "Summary");
     let width = demo.summary.iter().map(|o| o.step.len()).max().unwrap_or(10);
     println!("    {:<width$}  result  measured", "step");
     for o in &demo.summary {
@@ -391,9 +410,9 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             o.measured
         );
     }
-    step(9, "The cluster stays up");
+    step(12, "The cluster stays up");
     say(
-        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,wretry,wcb",
+        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,wretry,wcb,wlb,wfault,wmirror",
     );
     say("stop it with: make dev-cluster-down");
     Ok(demo.summary.iter().all(|o| o.ok))

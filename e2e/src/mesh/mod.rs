@@ -10,6 +10,7 @@ pub mod install;
 pub mod policy;
 pub mod sync;
 pub mod traffic;
+pub mod traffic_policy;
 pub mod workload;
 
 use std::time::{Duration, Instant};

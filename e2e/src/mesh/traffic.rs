@@ -17,6 +17,10 @@ pub struct Reply {
     pub version: Option<String>,
     /// `service` of the answering demo app.
     pub service: Option<String>,
+    /// `pod` of the answering demo app.
+    pub pod: Option<String>,
+    /// Time from the request's start to its last byte, as curl measured it.
+    pub took: Option<Duration>,
     /// The body, trimmed (at most 200 bytes).
     pub body: String,
 }
@@ -24,18 +28,27 @@ pub struct Reply {
 /// Marker curl prints after each body (`-w`), followed by the status code.
 const MARK: &str = "@@weft-status ";
 
-/// Parses curl output made with `-w '\n@@weft-status %{http_code}\n'`.
+/// Parses curl output made with `-w '\n@@weft-status %{http_code} %{time_total}\n'`.
 pub fn parse_replies(out: &str) -> Vec<Reply> {
     let mut replies = Vec::new();
     let mut body = String::new();
     for line in out.lines() {
-        if let Some(code) = line.strip_prefix(MARK) {
+        if let Some(rest) = line.strip_prefix(MARK) {
             let v: Option<serde_json::Value> = serde_json::from_str(body.trim()).ok();
             let field = |k: &str| v.as_ref().and_then(|v| v[k].as_str()).map(str::to_string);
+            let mut words = rest.split_whitespace();
+            let status = words.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let took = words
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .map(Duration::from_secs_f64);
             replies.push(Reply {
-                status: code.trim().parse().unwrap_or(0),
+                status,
                 version: field("version"),
                 service: field("service"),
+                pod: field("pod"),
+                took,
                 body: body.trim().chars().take(200).collect(),
             });
             body.clear();
@@ -62,6 +75,9 @@ pub struct Batch<'a> {
     pub method: &'a str,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// A curl cookie jar file read and written across the batch (`-b`/`-c`), so a cookie
+    /// set by one response is sent with the next request.
+    pub cookie_jar: Option<&'a str>,
 }
 
 impl<'a> Batch<'a> {
@@ -74,6 +90,7 @@ impl<'a> Batch<'a> {
             headers: &[],
             method: "GET",
             timeout: Duration::from_secs(5),
+            cookie_jar: None,
         }
     }
 
@@ -88,7 +105,10 @@ impl<'a> Batch<'a> {
         for h in self.headers {
             a.extend(["-H".into(), (*h).to_string()]);
         }
-        a.extend(["-w".into(), format!("\\n{MARK}%{{http_code}}\\n")]);
+        if let Some(jar) = self.cookie_jar {
+            a.extend(["-b".into(), jar.to_string(), "-c".into(), jar.to_string()]);
+        }
+        a.extend(["-w".into(), format!("\\n{MARK}%{{http_code}} %{{time_total}}\\n")]);
         a.extend(std::iter::repeat_n(self.url.to_string(), self.count));
         a
     }
@@ -163,18 +183,84 @@ pub fn format_tally(t: &BTreeMap<String, usize>) -> String {
         .join(" ")
 }
 
+/// The Prometheus text a sidecar serves (`GET http://127.0.0.1:15020/metrics` from inside
+/// the pod's network namespace `netns`).
+pub async fn sidecar_metrics(netns: &str) -> Result<String, MeshError> {
+    let out = tokio::process::Command::new("ip")
+        .args(["netns", "exec", netns, "curl", "-sS", "-f", "-m", "5"])
+        .arg("http://127.0.0.1:15020/metrics")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(8), out)
+        .await
+        .map_err(|_| MeshError::Traffic(format!("metrics of {netns} timed out")))?
+        .map_err(|e| MeshError::Traffic(format!("running curl in {netns}: {e}")))?;
+    if !out.status.success() {
+        return Err(MeshError::Traffic(format!(
+            "metrics of {netns}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The sum of the samples of metric `name` whose labels include every `key="value"` of
+/// `labels` (Prometheus text format).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let mine: Vec<&str> = split_labels(set);
+            labels
+                .iter()
+                .all(|want| mine.contains(want))
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// `a="1",b="x,y"` → `["a=\"1\"", "b=\"x,y\""]` (commas inside quotes kept).
+fn split_labels(set: &str) -> Vec<&str> {
+    let (mut out, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, c) in set.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&set[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < set.len() {
+        out.push(&set[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_bodies_statuses_and_failures() {
-        let out = "{\"service\":\"app\",\"version\":\"v2\",\"pod\":\"p\"}\n@@weft-status 200\n\
+        let out = "{\"service\":\"app\",\"version\":\"v2\",\"pod\":\"p\"}\n@@weft-status 200 0.250\n\
                    no healthy upstream\nsecond line\n@@weft-status 503\n\n@@weft-status 000\n";
         let r = parse_replies(out);
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].version.as_deref(), Some("v2"));
         assert_eq!(r[0].service.as_deref(), Some("app"));
+        assert_eq!(r[0].pod.as_deref(), Some("p"));
+        assert_eq!(r[0].took, Some(Duration::from_millis(250)));
+        assert_eq!(r[1].took, None);
         assert_eq!((r[1].status, r[1].version.as_deref()), (503, None));
         assert_eq!(r[1].body, "no healthy upstream\nsecond line");
         assert_eq!(r[2].status, 0);
@@ -191,6 +277,11 @@ mod tests {
         assert_eq!(&a[..4], ["netns", "exec", "weft-pod-abc", "curl"]);
         assert_eq!(a.iter().filter(|x| *x == "http://s.ns:8080/").count(), 3);
         assert!(a.windows(2).any(|w| w[0] == "-H" && w[1] == "end-user: jason"));
+        assert!(!a.iter().any(|x| x == "-b"));
+        b.cookie_jar = Some("/tmp/jar");
+        let a = b.argv();
+        assert!(a.windows(2).any(|w| w[0] == "-b" && w[1] == "/tmp/jar"));
+        assert!(a.windows(2).any(|w| w[0] == "-c" && w[1] == "/tmp/jar"));
     }
 
     #[test]
@@ -204,5 +295,19 @@ mod tests {
             percentile(&[Duration::from_secs(1)], 99.0),
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn sums_matching_metric_samples() {
+        let text = "# HELP x X.\nx_total{kind=\"abort\",dst=\"a,b\"} 3\nx_total{kind=\"delay\",dst=\"a,b\"} 4\n\
+                    x_total{kind=\"abort\",dst=\"c\"} 5\nx_total_other{kind=\"abort\"} 9\ny 2\n";
+        assert_eq!(metric_sum(text, "x_total", &["kind=\"abort\""]), 8.0);
+        assert_eq!(
+            metric_sum(text, "x_total", &["kind=\"abort\"", "dst=\"a,b\""]),
+            3.0
+        );
+        assert_eq!(metric_sum(text, "x_total", &[]), 12.0);
+        assert_eq!(metric_sum(text, "y", &[]), 2.0);
+        assert_eq!(metric_sum(text, "z", &[]), 0.0);
     }
 }
