@@ -3,6 +3,9 @@
 //! from the reflector caches by [`super::snapshot`], or directly by tests and
 //! benchmarks. No I/O, no kube client.
 
+use crate::api::balancing::LoadBalancingSpec;
+use crate::api::fault::FaultInjectionSpec;
+use crate::api::mirror::TrafficMirrorSpec;
 use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
 use crate::api::specs::HttpMatch as ApiHttpMatch;
 use crate::api::split::SplitView;
@@ -39,6 +42,12 @@ pub struct ClusterState {
     pub retries: Vec<Input<RetrySpec>>,
     /// CircuitBreaker policies.
     pub circuit_breakers: Vec<Input<CircuitBreakerSpec>>,
+    /// LoadBalancing policies.
+    pub load_balancings: Vec<Input<LoadBalancingSpec>>,
+    /// FaultInjection policies.
+    pub fault_injections: Vec<Input<FaultInjectionSpec>>,
+    /// TrafficMirror policies.
+    pub traffic_mirrors: Vec<Input<TrafficMirrorSpec>>,
 }
 
 /// Mesh-wide settings with defaults applied.
@@ -80,17 +89,26 @@ pub enum Kind {
     Retry,
     /// `policy.weft.dev` CircuitBreaker.
     CircuitBreaker,
+    /// `policy.weft.dev` LoadBalancing.
+    LoadBalancing,
+    /// `policy.weft.dev` FaultInjection.
+    FaultInjection,
+    /// `policy.weft.dev` TrafficMirror.
+    TrafficMirror,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::TrafficSplit,
         Kind::TrafficTarget,
         Kind::HttpRouteGroup,
         Kind::TcpRoute,
         Kind::Retry,
         Kind::CircuitBreaker,
+        Kind::LoadBalancing,
+        Kind::FaultInjection,
+        Kind::TrafficMirror,
     ];
 
     /// `(group, storage version, kind, plural)`.
@@ -112,6 +130,9 @@ impl Kind {
             Kind::TcpRoute => ("specs.smi-spec.io", "v1alpha4", "TCPRoute", "tcproutes"),
             Kind::Retry => ("policy.weft.dev", "v1alpha1", "Retry", "retries"),
             Kind::CircuitBreaker => ("policy.weft.dev", "v1alpha1", "CircuitBreaker", "circuitbreakers"),
+            Kind::LoadBalancing => ("policy.weft.dev", "v1alpha1", "LoadBalancing", "loadbalancings"),
+            Kind::FaultInjection => ("policy.weft.dev", "v1alpha1", "FaultInjection", "faultinjections"),
+            Kind::TrafficMirror => ("policy.weft.dev", "v1alpha1", "TrafficMirror", "trafficmirrors"),
         }
     }
 }
