@@ -296,3 +296,42 @@ pub struct ServiceAccountInfo {
 pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
     format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// The shipped ClusterRole lets the controller watch every kind it reports
+    /// on and write their status (the controller watches [`Kind::ALL`]).
+    #[test]
+    fn rbac_covers_every_kind_and_its_status() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/10-rbac.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut granted: Vec<(String, Vec<String>)> = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_json::Value::deserialize(doc).unwrap();
+            for rule in v["rules"].as_array().into_iter().flatten() {
+                let verbs: Vec<String> = rule["verbs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect();
+                for r in rule["resources"].as_array().into_iter().flatten() {
+                    granted.push((r.as_str().unwrap_or_default().to_string(), verbs.clone()));
+                }
+            }
+        }
+        let has = |resource: &str, verb: &str| {
+            granted
+                .iter()
+                .any(|(r, verbs)| r == resource && verbs.iter().any(|v| v == verb))
+        };
+        for kind in Kind::ALL {
+            let plural = kind.gvk().3;
+            assert!(has(plural, "watch") && has(plural, "list"), "{plural}");
+            assert!(has(&format!("{plural}/status"), "patch"), "{plural}/status");
+        }
+    }
+}
