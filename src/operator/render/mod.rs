@@ -7,11 +7,11 @@
 //! Scoping: in `smi` access mode an identity's config lists only the services it
 //! can use — services without meshed endpoints, services whose endpoints run as
 //! an identity that a TrafficTarget lets it call (or as itself), plus the split
-//! backends, fallbacks and mirror targets those need. Anything else would be refused by the
-//! destination's sidecar anyway. In `permissive` mode every identity may call
-//! every service, so the services go once into the shared [`catalog`] and each
-//! config references it instead of copying it (size and render time then grow
-//! with services + identities, not their product).
+//! backends, fallbacks and mirror targets those need. Anything else would be
+//! refused by the destination's sidecar anyway. In `permissive` mode every
+//! identity may call every service, so the services go once into the shared
+//! [`catalog`] and each config references it instead of copying it (size and
+//! render time then grow with services + identities, not their product).
 
 pub mod balancing;
 pub mod catalog;
