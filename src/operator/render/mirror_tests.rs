@@ -128,3 +128,58 @@ fn missing_services_self_mirrors_and_bad_ports_are_rejected() {
     let cfg = &out.configs[&id("frontend")].config;
     assert!(cfg.services.values().all(|s| s.mirrors.is_empty()));
 }
+
+#[test]
+fn traffic_policies_render_the_same_whatever_the_input_order() {
+    use crate::api::balancing::{Algorithm, LoadBalancingSpec};
+    use crate::api::fault::{Abort, FaultInjectionSpec};
+    let fault = |name: &str| {
+        Input::ok(
+            NS,
+            name,
+            FaultInjectionSpec {
+                destination: dest("legacy"),
+                source: None,
+                matches: None,
+                delay: None,
+                abort: Some(Abort {
+                    http_status: Some(500),
+                    grpc_status: None,
+                    percentage: 1.0,
+                }),
+            },
+        )
+    };
+    let lb = |name: &str, algorithm| {
+        Input::ok(
+            NS,
+            name,
+            LoadBalancingSpec {
+                destination: dest("podinfo"),
+                ports: None,
+                algorithm,
+                consistent_hash: None,
+            },
+        )
+    };
+    let mut st = shop();
+    st.fault_injections = vec![fault("f1"), fault("f2"), fault("f3")];
+    st.traffic_mirrors = vec![
+        mirror("m1", "podinfo", "legacy"),
+        mirror("m2", "podinfo", "vault"),
+    ];
+    st.load_balancings = vec![lb("l1", Algorithm::Random), lb("l2", Algorithm::RoundRobin)];
+    let a = render(&st);
+    st.fault_injections.reverse();
+    st.traffic_mirrors.reverse();
+    st.load_balancings.reverse();
+    let b = render(&st);
+    let hashes = |o: &RenderOutput| o.configs.values().map(|c| c.hash.clone()).collect::<Vec<_>>();
+    assert_eq!(hashes(&a), hashes(&b));
+    assert_eq!(a.reports, b.reports);
+    assert_eq!(
+        report(&b, Kind::LoadBalancing, "l2").accepted.reason,
+        reason::CONFLICTED,
+        "l1 wins by name, not by input order"
+    );
+}
