@@ -2,7 +2,7 @@
 //! multi-version SMI CRDs are merged into one CRD per kind (conversion `None`).
 //! `weft-crdgen` writes them to `crds/`; a test keeps the committed files current.
 
-use super::{access, mesh, policy, specs, split};
+use super::{access, balancing, fault, mesh, mirror, policy, specs, split};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::core::crd::{MergeError, merge_crds};
@@ -53,6 +53,18 @@ pub fn all() -> Result<Vec<(&'static str, CustomResourceDefinition)>, MergeError
         (
             "policy.weft.dev_circuitbreakers.yaml",
             policy::CircuitBreaker::crd(),
+        ),
+        (
+            "policy.weft.dev_loadbalancings.yaml",
+            balancing::LoadBalancing::crd(),
+        ),
+        (
+            "policy.weft.dev_faultinjections.yaml",
+            fault::FaultInjection::crd(),
+        ),
+        (
+            "policy.weft.dev_trafficmirrors.yaml",
+            mirror::TrafficMirror::crd(),
         ),
         ("policy.weft.dev_meshconfigs.yaml", mesh::MeshConfig::crd()),
     ])

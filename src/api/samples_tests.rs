@@ -1,10 +1,11 @@
 //! Serde round trips of every SMI example shape (spec v0.6.0 and Flagger's three
-//! TrafficSplit shapes) and of weft's policy samples: each parses into the typed
+//! TrafficSplit shapes) and of weft's policy samples (also those in
+//! `examples/policies/`): each parses into the typed
 //! version and serializes back to the same JSON, and [`SplitView`] normalises it.
 
 use super::quantity::Weight;
 use super::split::SplitView;
-use super::{access, mesh, policy, specs, split};
+use super::{access, balancing, fault, mesh, mirror, policy, specs, split};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -206,4 +207,99 @@ fn mesh_config_sample() {
             "certificateValidity": "24h"}});
     let m: mesh::MeshConfig = round_trip(doc);
     assert_eq!(m.spec.access_mode, Some(mesh::AccessMode::Smi));
+}
+
+#[test]
+fn load_balancing_samples() {
+    let sticky = json!({"destination": {"kind": "Service", "name": "cart"}, "ports": [8080],
+        "algorithm": "consistentHash",
+        "consistentHash": {"cookie": {"name": "cart-session", "ttl": "1h", "path": "/cart"}, "table": "maglev"}});
+    let lb: balancing::LoadBalancing = round_trip(with_spec(
+        meta("policy.weft.dev/v1alpha1", "LoadBalancing"),
+        sticky,
+    ));
+    assert_eq!(lb.spec.algorithm, balancing::Algorithm::ConsistentHash);
+    let ch = lb.spec.consistent_hash.unwrap();
+    assert_eq!(ch.table, Some(balancing::HashTable::Maglev));
+    assert_eq!(ch.cookie.unwrap().ttl.unwrap().to_millis(), Ok(3_600_000));
+    for ch in [json!({"header": "x-user"}), json!({"sourceIp": true})] {
+        let spec = json!({"destination": {"kind": "Service", "name": "cart"}, "algorithm": "consistentHash",
+            "consistentHash": ch});
+        let _: balancing::LoadBalancing =
+            round_trip(with_spec(meta("policy.weft.dev/v1alpha1", "LoadBalancing"), spec));
+    }
+    let rr = json!({"destination": {"kind": "Service", "name": "cart", "namespace": "shop"}, "algorithm": "roundRobin"});
+    let _: balancing::LoadBalancing =
+        round_trip(with_spec(meta("policy.weft.dev/v1alpha1", "LoadBalancing"), rr));
+}
+
+#[test]
+fn fault_injection_sample() {
+    let spec = json!({
+        "destination": {"kind": "Service", "name": "ratings"},
+        "source": {"kind": "ServiceAccount", "name": "reviews"},
+        "matches": [
+            {"path": {"type": "PathPrefix", "value": "/ratings"}, "method": "GET",
+             "headers": [{"name": "x-chaos", "value": "on"}, {"name": "user-agent", "value": ".*Firefox.*", "type": "RegularExpression"}]},
+            {"grpc": {"service": "bookinfo.v1.Ratings", "method": "Get"}}],
+        "delay": {"fixedDelay": "2s", "percentage": 10.0},
+        "abort": {"httpStatus": 503, "grpcStatus": 14, "percentage": 5.5}});
+    let f: fault::FaultInjection = round_trip(with_spec(
+        meta("policy.weft.dev/v1alpha1", "FaultInjection"),
+        spec,
+    ));
+    let m = f.spec.matches.unwrap();
+    assert_eq!(
+        m[0].path.as_ref().unwrap().type_,
+        Some(fault::PathMatchType::PathPrefix)
+    );
+    assert_eq!(
+        m[0].headers.as_ref().unwrap()[1].type_,
+        Some(fault::HeaderMatchType::RegularExpression)
+    );
+    assert_eq!(f.spec.delay.unwrap().fixed_delay.to_millis(), Ok(2000));
+    assert_eq!(f.spec.abort.unwrap().percentage, 5.5);
+}
+
+#[test]
+fn traffic_mirror_sample() {
+    let spec = json!({"destination": {"kind": "Service", "name": "reviews"},
+        "mirror": {"name": "reviews-shadow", "namespace": "staging", "port": 9080},
+        "percentage": 25.0, "maxBodyBytes": 131072});
+    let m: mirror::TrafficMirror =
+        round_trip(with_spec(meta("policy.weft.dev/v1alpha1", "TrafficMirror"), spec));
+    assert_eq!(m.spec.mirror.port, Some(9080));
+    assert_eq!(m.spec.max_body_bytes, Some(131_072));
+    let minimal =
+        json!({"destination": {"kind": "Service", "name": "reviews"}, "mirror": {"name": "reviews-v2"}});
+    let m: mirror::TrafficMirror = round_trip(with_spec(
+        meta("policy.weft.dev/v1alpha1", "TrafficMirror"),
+        minimal,
+    ));
+    assert_eq!((m.spec.percentage, m.spec.max_body_bytes), (None, None));
+}
+
+/// Parses `examples/policies/<file>` as `T` and checks it serializes back to the same JSON.
+fn example<T: DeserializeOwned + Serialize>(file: &str) -> T {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/policies")
+        .join(file);
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    round_trip(doc)
+}
+
+#[test]
+fn policy_examples_parse() {
+    let lb: balancing::LoadBalancing = example("loadbalancing.yaml");
+    assert_eq!(lb.spec.ports, Some(vec![9080]));
+    let f: fault::FaultInjection = example("faultinjection.yaml");
+    assert!(f.spec.delay.is_some() && f.spec.abort.is_some());
+    let m: mirror::TrafficMirror = example("trafficmirror.yaml");
+    assert_eq!(m.spec.mirror.name, "reviews-v2");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies");
+    assert_eq!(
+        std::fs::read_dir(dir).unwrap().count(),
+        3,
+        "one example per kind, each tested here"
+    );
 }

@@ -11,6 +11,8 @@ pub mod leader;
 pub mod metrics;
 pub mod render;
 pub mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 pub mod state;
 
 pub use controller::{Handles, Options, run};

@@ -5,7 +5,10 @@
 
 use super::state::*;
 use crate::api::access::v1alpha2::TrafficTargetSpec;
+use crate::api::balancing::LoadBalancingSpec;
+use crate::api::fault::FaultInjectionSpec;
 use crate::api::mesh::{AccessMode as ApiAccess, MeshConfigSpec, MtlsMode as ApiMtls};
+use crate::api::mirror::TrafficMirrorSpec;
 use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
 use crate::api::specs::v1alpha4::{HTTPRouteGroupSpec, TCPRouteSpec};
 use crate::api::split::SplitView;
@@ -271,6 +274,21 @@ pub fn circuit_breaker(o: &DynamicObject) -> Option<Input<CircuitBreakerSpec>> {
     input(o, spec_of(o))
 }
 
+/// A LoadBalancing.
+pub fn load_balancing(o: &DynamicObject) -> Option<Input<LoadBalancingSpec>> {
+    input(o, spec_of(o))
+}
+
+/// A FaultInjection.
+pub fn fault_injection(o: &DynamicObject) -> Option<Input<FaultInjectionSpec>> {
+    input(o, spec_of(o))
+}
+
+/// A TrafficMirror.
+pub fn traffic_mirror(o: &DynamicObject) -> Option<Input<TrafficMirrorSpec>> {
+    input(o, spec_of(o))
+}
+
 /// Mesh settings and certificate lifetime from the MeshConfig (defaults if absent
 /// or unreadable).
 pub fn mesh(o: Option<&DynamicObject>) -> (MeshInput, Duration) {
@@ -354,6 +372,9 @@ pub fn cluster_state(c: &Caches) -> (ClusterState, Duration) {
                 Kind::TcpRoute => st.tcp_routes.extend(tcp_route(o)),
                 Kind::Retry => st.retries.extend(retry(o)),
                 Kind::CircuitBreaker => st.circuit_breakers.extend(circuit_breaker(o)),
+                Kind::LoadBalancing => st.load_balancings.extend(load_balancing(o)),
+                Kind::FaultInjection => st.fault_injections.extend(fault_injection(o)),
+                Kind::TrafficMirror => st.traffic_mirrors.extend(traffic_mirror(o)),
             }
         }
     }

@@ -3,6 +3,9 @@
 //! from the reflector caches by [`super::snapshot`], or directly by tests and
 //! benchmarks. No I/O, no kube client.
 
+use crate::api::balancing::LoadBalancingSpec;
+use crate::api::fault::FaultInjectionSpec;
+use crate::api::mirror::TrafficMirrorSpec;
 use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
 use crate::api::specs::HttpMatch as ApiHttpMatch;
 use crate::api::split::SplitView;
@@ -39,6 +42,12 @@ pub struct ClusterState {
     pub retries: Vec<Input<RetrySpec>>,
     /// CircuitBreaker policies.
     pub circuit_breakers: Vec<Input<CircuitBreakerSpec>>,
+    /// LoadBalancing policies.
+    pub load_balancings: Vec<Input<LoadBalancingSpec>>,
+    /// FaultInjection policies.
+    pub fault_injections: Vec<Input<FaultInjectionSpec>>,
+    /// TrafficMirror policies.
+    pub traffic_mirrors: Vec<Input<TrafficMirrorSpec>>,
 }
 
 /// Mesh-wide settings with defaults applied.
@@ -80,17 +89,26 @@ pub enum Kind {
     Retry,
     /// `policy.weft.dev` CircuitBreaker.
     CircuitBreaker,
+    /// `policy.weft.dev` LoadBalancing.
+    LoadBalancing,
+    /// `policy.weft.dev` FaultInjection.
+    FaultInjection,
+    /// `policy.weft.dev` TrafficMirror.
+    TrafficMirror,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::TrafficSplit,
         Kind::TrafficTarget,
         Kind::HttpRouteGroup,
         Kind::TcpRoute,
         Kind::Retry,
         Kind::CircuitBreaker,
+        Kind::LoadBalancing,
+        Kind::FaultInjection,
+        Kind::TrafficMirror,
     ];
 
     /// `(group, storage version, kind, plural)`.
@@ -112,6 +130,9 @@ impl Kind {
             Kind::TcpRoute => ("specs.smi-spec.io", "v1alpha4", "TCPRoute", "tcproutes"),
             Kind::Retry => ("policy.weft.dev", "v1alpha1", "Retry", "retries"),
             Kind::CircuitBreaker => ("policy.weft.dev", "v1alpha1", "CircuitBreaker", "circuitbreakers"),
+            Kind::LoadBalancing => ("policy.weft.dev", "v1alpha1", "LoadBalancing", "loadbalancings"),
+            Kind::FaultInjection => ("policy.weft.dev", "v1alpha1", "FaultInjection", "faultinjections"),
+            Kind::TrafficMirror => ("policy.weft.dev", "v1alpha1", "TrafficMirror", "trafficmirrors"),
         }
     }
 }
@@ -274,4 +295,43 @@ pub struct ServiceAccountInfo {
 /// `spiffe://<td>/ns/<ns>/sa/<sa>`.
 pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
     format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// The shipped ClusterRole lets the controller watch every kind it reports
+    /// on and write their status (the controller watches [`Kind::ALL`]).
+    #[test]
+    fn rbac_covers_every_kind_and_its_status() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/10-rbac.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut granted: Vec<(String, Vec<String>)> = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_json::Value::deserialize(doc).unwrap();
+            for rule in v["rules"].as_array().into_iter().flatten() {
+                let verbs: Vec<String> = rule["verbs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect();
+                for r in rule["resources"].as_array().into_iter().flatten() {
+                    granted.push((r.as_str().unwrap_or_default().to_string(), verbs.clone()));
+                }
+            }
+        }
+        let has = |resource: &str, verb: &str| {
+            granted
+                .iter()
+                .any(|(r, verbs)| r == resource && verbs.iter().any(|v| v == verb))
+        };
+        for kind in Kind::ALL {
+            let plural = kind.gvk().3;
+            assert!(has(plural, "watch") && has(plural, "list"), "{plural}");
+            assert!(has(&format!("{plural}/status"), "patch"), "{plural}/status");
+        }
+    }
 }

@@ -7,20 +7,31 @@
 //! Scoping: in `smi` access mode an identity's config lists only the services it
 //! can use — services without meshed endpoints, services whose endpoints run as
 //! an identity that a TrafficTarget lets it call (or as itself), plus the split
-//! backends and fallbacks those need. Anything else would be refused by the
-//! destination's sidecar anyway. In `permissive` mode every identity may call
-//! every service, so the services go once into the shared [`catalog`] and each
-//! config references it instead of copying it (size and render time then grow
-//! with services + identities, not their product).
+//! backends, fallbacks and mirror targets those need. Anything else would be
+//! refused by the destination's sidecar anyway. In `permissive` mode every
+//! identity may call every service, so the services go once into the shared
+//! [`catalog`] and each config references it instead of copying it (size and
+//! render time then grow with services + identities, not their product).
 
+pub mod balancing;
 pub mod catalog;
+pub mod fault;
+pub mod fault_match;
 pub mod inbound;
+pub mod mirror;
 pub mod policy;
+pub mod probe;
 pub mod report;
 pub mod routes;
 pub mod services;
 pub mod split;
 
+#[cfg(test)]
+mod balancing_tests;
+#[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
+mod mirror_tests;
 #[cfg(test)]
 mod permissive_tests;
 #[cfg(test)]
@@ -33,7 +44,8 @@ pub use report::{CondValue, ObjectReport, Reports};
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use weft_proxy_config::{
-    AccessMode, Identity, Inbound, MeshSettings, ProxyConfig, RetryPolicy, SCHEMA_VERSION, Service,
+    AccessMode, FaultPolicy, Identity, Inbound, MeshSettings, ProxyConfig, RetryPolicy, SCHEMA_VERSION,
+    Service,
 };
 
 /// Largest payload written into a ConfigMap (the API server refuses ConfigMaps
@@ -80,7 +92,10 @@ pub fn render(state: &ClusterState) -> RenderOutput {
     let routes = routes::build(state, &mut reports);
     split::apply(state, &routes, &mut shared, &mut reports);
     policy::apply_breakers(state, &mut shared, &mut reports);
+    balancing::apply(state, &mut shared, &mut reports);
+    mirror::apply(state, &mut shared, &mut reports);
     let retries = policy::resolve_retries(state, &shared, &mut reports);
+    let faults = fault::resolve(state, &shared, &mut reports);
     let grants = inbound::build(state, &routes, td, &mut reports);
 
     let mut identities: BTreeMap<IdentityKey, Vec<&PodInfo>> = BTreeMap::new();
@@ -124,14 +139,20 @@ pub fn render(state: &ClusterState) -> RenderOutput {
         };
         let me = spiffe_id(td, &id.0, &id.1);
         let mine = policy::retries_for(&retries, &id.0, &id.1);
-        let (services, overlay, catalog_ref) = match &out.catalog {
+        let my_faults = fault::faults_for(&faults, &id.0, &id.1);
+        let (services, overlay, fault_overlay, catalog_ref) = match &out.catalog {
             Some(c) => {
                 let overlay: BTreeMap<String, RetryPolicy> = mine
                     .into_iter()
                     .filter(|(dest, _)| shared.contains_key(*dest))
                     .map(|(dest, p)| (dest.to_string(), p.clone()))
                     .collect();
-                (BTreeMap::new(), overlay, Some(c.reference()))
+                let fault_overlay: BTreeMap<String, Vec<FaultPolicy>> = my_faults
+                    .into_iter()
+                    .filter(|(dest, _)| shared.contains_key(*dest))
+                    .map(|(dest, f)| (dest.to_string(), f))
+                    .collect();
+                (BTreeMap::new(), overlay, fault_overlay, Some(c.reference()))
             }
             None => {
                 let mut services: BTreeMap<String, Service> = scope
@@ -144,7 +165,12 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                         svc.retry = Some(policy.clone());
                     }
                 }
-                (services, BTreeMap::new(), None)
+                for (dest, list) in my_faults {
+                    if let Some(svc) = services.get_mut(dest) {
+                        svc.faults = list;
+                    }
+                }
+                (services, BTreeMap::new(), BTreeMap::new(), None)
             }
         };
         let mut grants_for_me = grants.by_destination.get(&id).cloned().unwrap_or_default();
@@ -164,7 +190,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
             },
             catalog: catalog_ref,
             retries: overlay,
-            faults: Default::default(),
+            faults: fault_overlay,
         };
         if let Err(e) = config.validate_unassembled(|k| shared.contains_key(k)) {
             tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");
@@ -207,7 +233,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
 struct Scope<'a> {
     /// Service key → SPIFFE IDs of its meshed endpoints.
     endpoint_ids: BTreeMap<&'a String, BTreeSet<&'a str>>,
-    /// Service key → keys it depends on (split backends, fallback).
+    /// Service key → keys it depends on (split backends, fallback, mirror targets).
     deps: BTreeMap<&'a String, Vec<&'a String>>,
 }
 
@@ -236,6 +262,12 @@ impl<'a> Scope<'a> {
             {
                 d.extend(shared.get_key_value(service).map(|(k, _)| k));
             }
+            // A mirrored service is only valid next to its mirror targets.
+            d.extend(
+                svc.mirrors
+                    .iter()
+                    .filter_map(|m| shared.get_key_value(&m.service).map(|(k, _)| k)),
+            );
             deps.insert(key, d);
         }
         Self { endpoint_ids, deps }

@@ -9,13 +9,13 @@ use crate::api::split::SplitView;
 use crate::operator::state::*;
 use weft_proxy_config::{AccessRule, Protocol, RetryOn};
 
-const NS: &str = "shop";
+pub(super) const NS: &str = "shop";
 
 fn ip(s: &str) -> std::net::IpAddr {
     s.parse().unwrap()
 }
 
-fn svc(name: &str, cip: &str, ports: &[(&str, u16)]) -> ServiceInfo {
+pub(super) fn svc(name: &str, cip: &str, ports: &[(&str, u16)]) -> ServiceInfo {
     ServiceInfo {
         namespace: NS.into(),
         name: name.into(),
@@ -31,7 +31,7 @@ fn svc(name: &str, cip: &str, ports: &[(&str, u16)]) -> ServiceInfo {
     }
 }
 
-fn slice(service: &str, port: (&str, u16), eps: &[(&str, &str, bool)]) -> SliceInfo {
+pub(super) fn slice(service: &str, port: (&str, u16), eps: &[(&str, &str, bool)]) -> SliceInfo {
     SliceInfo {
         namespace: NS.into(),
         service: service.into(),
@@ -51,7 +51,7 @@ fn slice(service: &str, port: (&str, u16), eps: &[(&str, &str, bool)]) -> SliceI
     }
 }
 
-fn pod(name: &str, sa: &str, addr: &str, ports: &[(&str, u16)]) -> PodInfo {
+pub(super) fn pod(name: &str, sa: &str, addr: &str, ports: &[(&str, u16)]) -> PodInfo {
     PodInfo {
         namespace: NS.into(),
         name: name.into(),
@@ -80,7 +80,7 @@ fn http_match(name: &str, path: &str, methods: &[&str]) -> ApiMatch {
     }
 }
 
-fn target(dest: &str, sources: &[&str], rules: Vec<TargetRule>) -> TargetInput {
+pub(super) fn target(dest: &str, sources: &[&str], rules: Vec<TargetRule>) -> TargetInput {
     TargetInput {
         destination: (NS.into(), dest.into()),
         destination_port: None,
@@ -89,7 +89,7 @@ fn target(dest: &str, sources: &[&str], rules: Vec<TargetRule>) -> TargetInput {
     }
 }
 
-fn rule(kind: &str, name: &str, matches: Option<&[&str]>) -> TargetRule {
+pub(super) fn rule(kind: &str, name: &str, matches: Option<&[&str]>) -> TargetRule {
     TargetRule {
         kind: kind.into(),
         name: name.into(),
@@ -179,6 +179,7 @@ pub(super) fn shop() -> ClusterState {
                 fallback: None,
             },
         )],
+        ..ClusterState::default()
     }
 }
 
@@ -186,7 +187,7 @@ pub(super) fn id(sa: &str) -> IdentityKey {
     (NS.to_string(), sa.to_string())
 }
 
-fn report(out: &RenderOutput, kind: Kind, name: &str) -> ObjectReport {
+pub(super) fn report(out: &RenderOutput, kind: Kind, name: &str) -> ObjectReport {
     out.reports[&ObjectKey {
         kind,
         namespace: NS.into(),
