@@ -11,100 +11,20 @@
 
 mod fixtures;
 
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use fixtures::operator_run::*;
 use fixtures::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use weft_controller::certs::store::CA_SECRET;
+use weft_controller::operator::Options;
 use weft_controller::operator::leader::LeaseConfig;
-use weft_controller::operator::{self, Handles, Options};
-use weft_e2e::{TestNamespace, shared};
 use weft_proxy_config::{AccessRule, ProxyConfig};
-
-static LOCK: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
-
-/// A running in-process operator; aborted (like a crash) when dropped.
-struct Running {
-    task: Option<tokio::task::JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handles: Handles,
-}
-
-impl Running {
-    fn start(client: &Client, opts: Options) -> Self {
-        let handles = Handles::default();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let task = tokio::spawn(operator::run(client.clone(), opts, handles.clone(), shutdown));
-        Self {
-            task: Some(task),
-            stop: Some(tx),
-            handles,
-        }
-    }
-
-    fn single(client: &Client, instance: &str) -> Self {
-        let mut opts = Options::new(SYSTEM_NS, instance);
-        opts.lease = None;
-        Self::start(client, opts)
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    }
-
-    fn writes(&self) -> u64 {
-        let text = self.handles.metrics.encode();
-        text.lines()
-            .filter(|l| l.starts_with("weft_operator_writes_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    fn reconciles(&self) -> u64 {
-        let text = self.handles.metrics.encode();
-        text.lines()
-            .filter(|l| l.starts_with("weft_operator_reconciles_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
-async fn setup(
-    prefix: &str,
-) -> (
-    tokio::sync::MutexGuard<'static, ()>,
-    TestNamespace<'static>,
-    Client,
-) {
-    let guard = LOCK.lock().await;
-    let cp = shared::control_plane().unwrap();
-    let client = cp.client().unwrap();
-    crds_and_system_namespace(&client).await;
-    let ns = TestNamespace::create(cp, prefix).await.unwrap();
-    (guard, ns, client)
-}
 
 /// Flagger's objects for `podinfo` plus a meshed `frontend` client allowed to call it
 /// (in the default `smi` access mode a client's config lists only what it may call).
@@ -153,75 +73,9 @@ async fn flagger_shop(client: &Client, ns: &str) {
     .await;
 }
 
-async fn config(client: &Client, ns: &str, sa: &str) -> Option<(ProxyConfig, ConfigMap)> {
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get_opt(&format!("weft-proxy-{sa}"))
-        .await
-        .unwrap()?;
-    let text = cm.data.as_ref()?.get(weft_proxy_config::CONFIG_KEY)?.clone();
-    Some((ProxyConfig::from_json(&text).unwrap(), cm))
-}
-
-/// Polls (every 20 ms) until `f` holds for the identity's config; returns the elapsed time.
-async fn until_config(
-    client: &Client,
-    ns: &str,
-    sa: &str,
-    within: Duration,
-    f: impl Fn(&ProxyConfig) -> bool,
-) -> Duration {
-    let began = Instant::now();
-    loop {
-        if let Some((c, _)) = config(client, ns, sa).await
-            && f(&c)
-        {
-            return began.elapsed();
-        }
-        assert!(
-            began.elapsed() < within,
-            "config of {ns}/{sa} did not reach the expected state within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn split_weights(c: &ProxyConfig, ns: &str) -> Option<Vec<(String, u64)>> {
     let s = c.services.get(&format!("{ns}/podinfo"))?.split.as_ref()?;
     Some(s.backends.iter().map(|b| (b.service.clone(), b.weight)).collect())
-}
-
-async fn condition(api: &Api<DynamicObject>, name: &str, ty: &str) -> Option<(String, String, Option<i64>)> {
-    let o = api.get(name).await.ok()?;
-    let c = o
-        .data
-        .get("status")?
-        .get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == ty)?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["reason"].as_str()?.to_string(),
-        c["observedGeneration"].as_i64(),
-    ))
-}
-
-async fn until_condition(api: &Api<DynamicObject>, name: &str, ty: &str, want: (&str, &str)) -> Option<i64> {
-    let began = Instant::now();
-    loop {
-        if let Some((s, r, g)) = condition(api, name, ty).await
-            && s == want.0
-            && r == want.1
-        {
-            return g;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(15),
-            "{name}: condition {ty} never became {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
