@@ -191,3 +191,50 @@ async fn no_failures_across_100_swaps_under_load() {
     assert!(ok > 1_000, "only {ok} requests");
     assert_eq!(p.store.load().unwrap().generation, 101);
 }
+
+#[tokio::test]
+async fn generated_cookie_keeps_a_session_on_one_endpoint() {
+    let backends = [
+        http_backend("a").await,
+        http_backend("b").await,
+        http_backend("c").await,
+    ];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let (k, mut s) = service("sticky", "198.19.0.10", 80, "http1", &addrs);
+    s["loadBalancer"] = json!({
+        "kind": "consistentHash", "key": {"kind": "cookie", "name": "session"},
+        "cookie": {"ttlMs": 3_600_500, "path": "/"},
+    });
+    let p = proxy(&[APEX], &[], &config(vec![(k, s)])).await;
+    let c = h1_client();
+    let addr = p.outbound_addrs[0];
+    let (status, h, first) = get(&c, addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    let set = h["set-cookie"].to_str().unwrap().to_string();
+    let value = set
+        .strip_prefix("session=")
+        .and_then(|r| r.strip_suffix("; Path=/; Max-Age=3601; HttpOnly"))
+        .unwrap_or_else(|| panic!("unexpected set-cookie {set}"));
+    assert_eq!(value.len(), 32);
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The generated value routed the first request: replaying it lands there.
+    let cookie = format!("other=1; session={value}");
+    for _ in 0..50 {
+        let (_, h, body) = get(&c, addr, "/", &[("cookie", &cookie)]).await;
+        assert_eq!(body, first);
+        assert!(
+            h.get("set-cookie").is_none(),
+            "a request with the cookie gets none"
+        );
+    }
+    // Requests without the cookie get fresh sessions spread over endpoints.
+    let mut seen = std::collections::HashSet::new();
+    let mut values = std::collections::HashSet::new();
+    for _ in 0..30 {
+        let (_, h, body) = get(&c, addr, "/", &[]).await;
+        seen.insert(body);
+        values.insert(h["set-cookie"].to_str().unwrap().to_string());
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert_eq!(values.len(), 30);
+}

@@ -11,7 +11,7 @@ use hash::HashTable;
 use rng::FastRng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use weft_proxy_config::{HashAlgorithm, HashKey, LoadBalancer};
+use weft_proxy_config::{GeneratedCookie, HashAlgorithm, HashKey, LoadBalancer};
 
 /// The algorithm and its state.
 #[derive(Debug)]
@@ -27,16 +27,26 @@ enum Algo {
 pub struct Balancer {
     endpoints: Vec<Arc<Endpoint>>,
     algo: Algo,
+    /// Sticky sessions: the cookie to make up when a request lacks it.
+    generated: Option<(String, GeneratedCookie)>,
 }
 
 impl Balancer {
     /// Builds a balancer; `endpoints` must already exclude not-ready ones.
     pub fn new(kind: &LoadBalancer, endpoints: Vec<Arc<Endpoint>>) -> Self {
+        let mut generated = None;
         let algo = match kind {
             LoadBalancer::LeastRequest => Algo::LeastRequest,
             LoadBalancer::RoundRobin => Algo::RoundRobin(AtomicUsize::new(0)),
             LoadBalancer::Random => Algo::Random,
-            LoadBalancer::ConsistentHash { key, algorithm, .. } => {
+            LoadBalancer::ConsistentHash {
+                key,
+                algorithm,
+                cookie,
+            } => {
+                if let (HashKey::Cookie(name), Some(c)) = (key, cookie) {
+                    generated = Some((name.clone(), c.clone()));
+                }
                 let names: Vec<String> = endpoints.iter().map(|e| e.addr.to_string()).collect();
                 let table = match algorithm {
                     HashAlgorithm::Ring => HashTable::ring(&names),
@@ -45,7 +55,17 @@ impl Balancer {
                 Algo::Hash(key.clone(), table)
             }
         };
-        Self { endpoints, algo }
+        Self {
+            endpoints,
+            algo,
+            generated,
+        }
+    }
+
+    /// The cookie name and settings when this balancer generates sticky-session
+    /// cookies (consistent hash on a cookie with `cookie` set).
+    pub fn generated_cookie(&self) -> Option<(&str, &GeneratedCookie)> {
+        self.generated.as_ref().map(|(n, c)| (n.as_str(), c))
     }
 
     /// The ready endpoints.

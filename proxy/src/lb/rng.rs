@@ -53,6 +53,13 @@ pub fn with_thread_rng<T>(f: impl FnOnce(&mut FastRng) -> T) -> T {
     })
 }
 
+/// Whether a uniform roll in `[0, 100)` falls below `percent` (so 0 never
+/// and 100 always holds).
+pub fn chance(rng: &mut FastRng, percent: f64) -> bool {
+    let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    unit * 100.0 < percent
+}
+
 /// 64-bit hash of bytes (FNV-1a followed by a splitmix finalizer), stable across
 /// runs and platforms so consistent-hash placement is reproducible.
 pub fn hash_bytes(data: &[u8], seed: u64) -> u64 {
@@ -85,6 +92,15 @@ mod tests {
         for c in counts {
             assert!((9_500..10_500).contains(&c), "{counts:?}");
         }
+    }
+
+    #[test]
+    fn chance_matches_the_percentage() {
+        let mut rng = FastRng::seeded(11);
+        let hits = (0..100_000).filter(|_| chance(&mut rng, 10.0)).count();
+        assert!((9_500..10_500).contains(&hits), "{hits}");
+        assert!((0..1_000).all(|_| !chance(&mut rng, 0.0)));
+        assert!((0..1_000).all(|_| chance(&mut rng, 100.0)));
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum Body {
     Upstream(UpstreamBody),
     /// A request body kept for retries.
     Replay(super::replay::ReplayBody),
+    /// A request body copied for mirrors while it is forwarded.
+    Tee(super::tee::TeeBody),
+    /// A mirror's copy of a request body.
+    Copy(super::tee::CopyBody),
 }
 
 impl Body {
@@ -199,6 +203,8 @@ impl HttpBody for Body {
             Self::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             Self::Upstream(b) => Pin::new(b).poll_frame(cx),
             Self::Replay(b) => b.poll(cx),
+            Self::Tee(b) => b.poll(cx),
+            Self::Copy(b) => b.poll(),
         }
     }
 
@@ -208,6 +214,8 @@ impl HttpBody for Body {
             Self::Full(b) => b.is_none(),
             Self::Upstream(b) => b.is_end_stream(),
             Self::Replay(b) => b.is_end(),
+            Self::Tee(b) => b.is_end(),
+            Self::Copy(b) => b.is_end(),
         }
     }
 
@@ -217,6 +225,8 @@ impl HttpBody for Body {
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Upstream(b) => b.size_hint(),
             Self::Replay(b) => b.hint(),
+            Self::Tee(b) => b.hint(),
+            Self::Copy(b) => b.hint(),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::body::Body;
 use super::errors::ProxyError;
 use super::forward::{self, Call};
 use super::hooks::Peer;
-use super::{Proto, Shared, policy};
+use super::{Proto, Shared};
 use crate::endpoint::Endpoint;
 use crate::routing::InboundPort;
 use http::{Request, Response};
@@ -131,7 +131,7 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Bo
     }
     let (resp, direction, target) = match &ctx.side {
         Side::Outbound { dst } => (
-            outbound(&ctx, *dst, start, req).await,
+            super::outbound_http::handle(&ctx.shared, *dst, ctx.proto, ctx.peer, start, req).await,
             "outbound",
             dst.to_string(),
         ),
@@ -150,20 +150,6 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Bo
         entry.emit(&resp, direction, ctx.peer, &target, start.elapsed());
     }
     Ok(resp)
-}
-
-async fn outbound(ctx: &ConnCtx, dst: SocketAddr, start: Instant, req: Request<Body>) -> Response<Body> {
-    // Route per request against the current config, so reloads apply to
-    // long-lived keep-alive connections too.
-    let backend = ctx.shared.store.load().and_then(|snap| {
-        snap.table
-            .outbound(&dst)
-            .map(|route| Arc::clone(route.select_http(req.method(), req.uri().path(), req.headers())))
-    });
-    match backend {
-        Some(backend) => policy::call(&ctx.shared, &backend, ctx.proto, ctx.peer, start, req).await,
-        None => ProxyError::UnknownDestination.response(None),
-    }
 }
 
 async fn inbound(

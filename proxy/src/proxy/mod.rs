@@ -13,15 +13,20 @@ pub mod activity;
 pub mod body;
 pub mod connect;
 pub mod errors;
+pub mod fault;
 pub mod forward;
 pub mod headers;
 pub mod hooks;
 pub mod http;
 pub mod inbound;
+pub mod mirror;
 pub mod outbound;
+pub mod outbound_http;
 pub mod policy;
 pub mod pool;
 pub mod replay;
+pub mod sticky;
+pub mod tee;
 pub mod tunnel;
 
 use crate::conf::ConfigStore;
@@ -102,6 +107,8 @@ pub struct Shared {
     pub drain: Drain,
     /// Closes connections addressed to the proxy's own listeners (loops).
     pub self_guard: Arc<crate::net::self_guard::SelfGuard>,
+    /// Mirror requests in flight ([`mirror::slots`]).
+    pub mirror_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// HTTP version spoken on a connection (the same on both sides: the proxy

@@ -6,5 +6,6 @@ pub mod matcher;
 pub mod path;
 pub mod split;
 pub mod table;
+pub mod traffic;
 
 pub use table::{Backend, BackendPolicy, InboundPort, PortRoute, RouteTable};

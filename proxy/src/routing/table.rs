@@ -3,6 +3,7 @@
 
 use super::matcher::{CompiledMatch, MatchError, any_match, compile_all};
 use super::split::WeightedPicker;
+use super::traffic::{Faults, MirrorRoute};
 use crate::endpoint::{Endpoint, EndpointRegistry};
 use crate::lb::Balancer;
 use crate::metrics::{HttpMetrics, Metrics, TcpMetrics, labels};
@@ -73,6 +74,10 @@ pub struct PortRoute {
     /// The root service's own endpoints.
     pub root: Arc<Backend>,
     pub split: Option<SplitRoute>,
+    /// Fault injection for requests to this service.
+    pub faults: Arc<Faults>,
+    /// Copies of requests sent to other services.
+    pub mirrors: Arc<[MirrorRoute]>,
 }
 
 impl PortRoute {
@@ -149,17 +154,17 @@ pub enum BuildError {
     Match(#[from] MatchError),
 }
 
-struct Builder<'a> {
-    cfg: &'a ProxyConfig,
+pub(super) struct Builder<'a> {
+    pub(super) cfg: &'a ProxyConfig,
     registry: &'a EndpointRegistry,
-    metrics: &'a Metrics,
+    pub(super) metrics: &'a Metrics,
     resilience: &'a Resilience,
     balancers: HashMap<(&'a str, u16), Arc<Balancer>>,
 }
 
 impl<'a> Builder<'a> {
     /// The shared balancer of a service port (ready endpoints only).
-    fn balancer(&mut self, key: &'a str, svc: &'a Service, port: u16) -> Arc<Balancer> {
+    pub(super) fn balancer(&mut self, key: &'a str, svc: &'a Service, port: u16) -> Arc<Balancer> {
         if let Some(b) = self.balancers.get(&(key, port)) {
             return Arc::clone(b);
         }
@@ -174,12 +179,19 @@ impl<'a> Builder<'a> {
                     .get(SocketAddr::new(e.ip, e.port), e.identity.as_deref())
             })
             .collect();
-        let b = Arc::new(Balancer::new(&svc.load_balancer, endpoints));
+        // A port's own balancer overrides the service's (LoadBalancing per port).
+        let kind = svc
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .and_then(|p| p.load_balancer.as_ref())
+            .unwrap_or(&svc.load_balancer);
+        let b = Arc::new(Balancer::new(kind, endpoints));
         self.balancers.insert((key, port), Arc::clone(&b));
         b
     }
 
-    fn backend(
+    pub(super) fn backend(
         &mut self,
         root: &Service,
         port: u16,
@@ -285,6 +297,8 @@ impl<'a> Builder<'a> {
             protocol,
             root,
             split,
+            faults: Arc::new(Faults::compile(key, &svc.faults, self.metrics)?),
+            mirrors: self.mirrors(svc, port).into(),
         })
     }
 }
@@ -341,6 +355,8 @@ impl RouteTable {
                         protocol: sp.protocol,
                         root: Arc::new(root),
                         split: None,
+                        faults: Arc::clone(&route.faults),
+                        mirrors: Arc::clone(&route.mirrors),
                     };
                     by_addr.insert(addr, Arc::new(pod));
                 }

@@ -230,3 +230,49 @@ fn inbound_ports_have_hints() {
     assert_eq!(t.inbound(9080).protocol, Protocol::Http1);
     assert_eq!(t.inbound(1).protocol, Protocol::Detect);
 }
+
+#[test]
+fn each_port_uses_its_own_balancer_also_through_a_split() {
+    let mut cfg = config();
+    let hash = LoadBalancer::ConsistentHash {
+        key: weft_proxy_config::HashKey::Header("x-user".into()),
+        algorithm: weft_proxy_config::HashAlgorithm::Maglev,
+        cookie: None,
+    };
+    let (k, mut multi) = svc("multi", Some("198.19.0.30"), 80, &[("198.18.0.7", 80, true)]);
+    let mut second = multi.ports[0].clone();
+    second.port = 81;
+    second.load_balancer = Some(hash);
+    multi.ports.push(second);
+    cfg.services.insert(k, multi);
+    let (k, mut apex) = svc("apex", Some("198.19.0.31"), 81, &[("198.18.0.8", 81, true)]);
+    apex.split = Some(Split {
+        source: "default/apex".into(),
+        backends: vec![WeightedBackend {
+            service: "default/multi".into(),
+            weight: 1,
+        }],
+        matches: vec![],
+    });
+    cfg.services.insert(k, apex);
+    cfg.validate().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let resilience = Resilience::new(Arc::clone(&metrics));
+    let t = RouteTable::build(&cfg, &EndpointRegistry::default(), &metrics, &resilience).unwrap();
+    let p80 = t.outbound(&addr("198.19.0.30:80")).unwrap();
+    let p81 = t.outbound(&addr("198.19.0.30:81")).unwrap();
+    assert!(
+        p80.root.balancer.hash_key().is_none(),
+        "port 80 keeps round robin"
+    );
+    assert!(matches!(
+        p81.root.balancer.hash_key(),
+        Some(weft_proxy_config::HashKey::Header(h)) if h == "x-user"
+    ));
+    // The split backend on port 81 uses the backend service's port-81 balancer.
+    let apex = t.outbound(&addr("198.19.0.31:81")).unwrap();
+    let b = apex.select_http(&Method::GET, "/", &HeaderMap::new());
+    assert_eq!(&*b.service, "default/multi");
+    assert!(Arc::ptr_eq(&b.balancer, &p81.root.balancer));
+    assert!(apex.root.balancer.hash_key().is_none());
+}

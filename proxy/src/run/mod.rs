@@ -163,6 +163,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         settings: opts.settings,
         drain: drain.clone(),
         self_guard: Arc::new(SelfGuard::new(own, &metrics)),
+        mirror_slots: crate::proxy::mirror::slots(),
     });
     for (l, orig) in outbound {
         tasks.push(tokio::spawn(outbound::run(l, Arc::clone(&shared), orig)));

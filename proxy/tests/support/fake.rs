@@ -149,6 +149,7 @@ impl Harness {
             settings: Settings::default(),
             drain: Drain::default(),
             self_guard: Default::default(),
+            mirror_slots: weft_proxy::proxy::mirror::slots(),
         });
         Self { shared, fake }
     }
