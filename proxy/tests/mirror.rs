@@ -241,3 +241,29 @@ async fn half_of_the_requests_are_mirrored_at_fifty_percent() {
     assert!((150..=250).contains(&last), "{last} of 400 mirrored");
     assert_eq!(seen.lock().unwrap().len() as u64, last);
 }
+
+#[tokio::test]
+async fn mirrors_in_flight_do_not_hold_up_shutdown() {
+    let (primary, _) = recorder(Duration::ZERO, 200).await;
+    let (shadow, seen) = recorder(Duration::from_secs(30), 200).await;
+    let p = proxy(&[DST], &[], &cfg(primary.addr, shadow.addr, 100.0, 1024)).await;
+    let c = h1_client();
+    assert_eq!(
+        post(&c, p.outbound_addrs[0], Bytes::from_static(b"x")).await.0,
+        200
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().is_empty() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "the mirror is in flight");
+    drop(c);
+    let t = Instant::now();
+    let left = p.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(left, 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+}
