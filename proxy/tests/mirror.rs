@@ -267,3 +267,44 @@ async fn mirrors_in_flight_do_not_hold_up_shutdown() {
         t.elapsed()
     );
 }
+
+#[tokio::test]
+async fn http2_copies_get_the_shadow_authority() {
+    let (primary, primary_seen) = recorder(Duration::ZERO, 200).await;
+    let (shadow, seen) = recorder(Duration::ZERO, 200).await;
+    let (k, mut s) = service("reviews", "198.19.0.10", 80, "http2", &[primary.addr]);
+    s["mirrors"] =
+        json!([{"source": "test/tm", "service": "test/shadow", "percent": 100, "maxBodyBytes": 1024}]);
+    let p = proxy(
+        &[DST],
+        &[],
+        &config(vec![
+            (k, s),
+            service("shadow", "198.19.0.20", 80, "http2", &[shadow.addr]),
+        ]),
+    )
+    .await;
+    let io = TokioIo::new(TcpStream::connect(p.outbound_addrs[0]).await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://reviews:9080/pkg.Svc/Call")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x01z")))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = format!("weft_mirror_requests_total{{{SHADOW},result=\"sent\"}}");
+    let text = wait_for(p.admin_addr.unwrap(), &sent, 1).await;
+    assert_eq!(value(&text, &sent), 1, "{text}");
+    assert_eq!(primary_seen.lock().unwrap()[0].0, "reviews:9080");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![(
+            "reviews-shadow:9080".to_string(),
+            Bytes::from_static(b"\0\0\0\0\x01z")
+        )]
+    );
+}
