@@ -308,3 +308,24 @@ async fn http2_copies_get_the_shadow_authority() {
         )]
     );
 }
+
+#[tokio::test]
+async fn a_mirror_without_endpoints_is_dropped() {
+    let (primary, _) = recorder(Duration::ZERO, 200).await;
+    let (k, mut s) = service("reviews", "198.19.0.10", 80, "http1", &[primary.addr]);
+    s["mirrors"] =
+        json!([{"source": "test/tm", "service": "test/shadow", "percent": 100, "maxBodyBytes": 1024}]);
+    let p = proxy(
+        &[DST],
+        &[],
+        &config(vec![(k, s), service("shadow", "198.19.0.20", 80, "http1", &[])]),
+    )
+    .await;
+    let c = h1_client();
+    for _ in 0..3 {
+        assert_eq!(get(&c, p.outbound_addrs[0], "/", &[]).await.0, 200);
+    }
+    let text = metrics_text(p.admin_addr.unwrap()).await;
+    let dropped = format!("weft_mirror_requests_total{{{SHADOW},result=\"dropped\"}}");
+    assert_eq!(value(&text, &dropped), 3, "{text}");
+}
