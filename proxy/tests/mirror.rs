@@ -241,3 +241,91 @@ async fn half_of_the_requests_are_mirrored_at_fifty_percent() {
     assert!((150..=250).contains(&last), "{last} of 400 mirrored");
     assert_eq!(seen.lock().unwrap().len() as u64, last);
 }
+
+#[tokio::test]
+async fn mirrors_in_flight_do_not_hold_up_shutdown() {
+    let (primary, _) = recorder(Duration::ZERO, 200).await;
+    let (shadow, seen) = recorder(Duration::from_secs(30), 200).await;
+    let p = proxy(&[DST], &[], &cfg(primary.addr, shadow.addr, 100.0, 1024)).await;
+    let c = h1_client();
+    assert_eq!(
+        post(&c, p.outbound_addrs[0], Bytes::from_static(b"x")).await.0,
+        200
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().is_empty() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "the mirror is in flight");
+    drop(c);
+    let t = Instant::now();
+    let left = p.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(left, 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn http2_copies_get_the_shadow_authority() {
+    let (primary, primary_seen) = recorder(Duration::ZERO, 200).await;
+    let (shadow, seen) = recorder(Duration::ZERO, 200).await;
+    let (k, mut s) = service("reviews", "198.19.0.10", 80, "http2", &[primary.addr]);
+    s["mirrors"] =
+        json!([{"source": "test/tm", "service": "test/shadow", "percent": 100, "maxBodyBytes": 1024}]);
+    let p = proxy(
+        &[DST],
+        &[],
+        &config(vec![
+            (k, s),
+            service("shadow", "198.19.0.20", 80, "http2", &[shadow.addr]),
+        ]),
+    )
+    .await;
+    let io = TokioIo::new(TcpStream::connect(p.outbound_addrs[0]).await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://reviews:9080/pkg.Svc/Call")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x01z")))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = format!("weft_mirror_requests_total{{{SHADOW},result=\"sent\"}}");
+    let text = wait_for(p.admin_addr.unwrap(), &sent, 1).await;
+    assert_eq!(value(&text, &sent), 1, "{text}");
+    assert_eq!(primary_seen.lock().unwrap()[0].0, "reviews:9080");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![(
+            "reviews-shadow:9080".to_string(),
+            Bytes::from_static(b"\0\0\0\0\x01z")
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_mirror_without_endpoints_is_dropped() {
+    let (primary, _) = recorder(Duration::ZERO, 200).await;
+    let (k, mut s) = service("reviews", "198.19.0.10", 80, "http1", &[primary.addr]);
+    s["mirrors"] =
+        json!([{"source": "test/tm", "service": "test/shadow", "percent": 100, "maxBodyBytes": 1024}]);
+    let p = proxy(
+        &[DST],
+        &[],
+        &config(vec![(k, s), service("shadow", "198.19.0.20", 80, "http1", &[])]),
+    )
+    .await;
+    let c = h1_client();
+    for _ in 0..3 {
+        assert_eq!(get(&c, p.outbound_addrs[0], "/", &[]).await.0, 200);
+    }
+    let text = metrics_text(p.admin_addr.unwrap()).await;
+    let dropped = format!("weft_mirror_requests_total{{{SHADOW},result=\"dropped\"}}");
+    assert_eq!(value(&text, &dropped), 3, "{text}");
+}

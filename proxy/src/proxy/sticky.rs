@@ -97,6 +97,63 @@ mod tests {
     }
 
     #[test]
+    fn ensure_adds_a_routable_cookie_only_when_missing() {
+        use crate::endpoint::Endpoint;
+        use crate::lb::Balancer;
+        use crate::metrics::Metrics;
+        use std::sync::Arc;
+        use weft_proxy_config::{HashAlgorithm, LoadBalancer};
+        let eps = (1..=4)
+            .map(|i| Arc::new(Endpoint::new(format!("127.0.0.{i}:80").parse().unwrap(), None)))
+            .collect();
+        let kind = LoadBalancer::ConsistentHash {
+            key: HashKey::Cookie("sid".into()),
+            algorithm: HashAlgorithm::Ring,
+            cookie: Some(GeneratedCookie {
+                ttl_ms: 1_000,
+                path: None,
+            }),
+        };
+        let m = Metrics::default();
+        let backend = Backend {
+            service: "t/s".into(),
+            balancer: Arc::new(Balancer::new(&kind, eps)),
+            policy: Arc::default(),
+            http_metrics: m.http(String::new()),
+            tcp_metrics: m.tcp(String::new()),
+        };
+        let mut req = Request::new(Body::empty());
+        req.headers_mut().insert(COOKIE, HeaderValue::from_static("a=b"));
+        let set = ensure(&backend, &mut req).unwrap();
+        let set = set.to_str().unwrap();
+        let value = &set["sid=".len().."sid=".len() + 32];
+        assert_eq!(set, format!("sid={value}; Path=/; Max-Age=1; HttpOnly"));
+        assert_eq!(req.headers()[COOKIE], format!("a=b; sid={value}").as_str());
+        // The request now hashes on the generated value, to one endpoint.
+        let peer = "10.0.0.1:1".parse().unwrap();
+        let now = tokio::time::Instant::now();
+        let pick = || {
+            super::super::policy::pick_endpoint(&backend, req.headers(), peer, &[], now)
+                .unwrap()
+                .addr
+        };
+        let first = pick();
+        assert!((0..20).all(|_| pick() == first));
+        // Carrying the cookie: nothing generated, nothing changed.
+        let before = req.headers().clone();
+        assert!(ensure(&backend, &mut req).is_none());
+        assert_eq!(req.headers(), &before);
+        // A balancer that does not generate cookies leaves requests alone.
+        let plain = Backend {
+            balancer: Arc::new(Balancer::new(&LoadBalancer::RoundRobin, Vec::new())),
+            ..backend
+        };
+        let mut bare = Request::new(Body::empty());
+        assert!(ensure(&plain, &mut bare).is_none());
+        assert!(bare.headers().is_empty());
+    }
+
+    #[test]
     fn session_values_are_128_bit_hex_and_differ() {
         let (a, b) = (session_value(), session_value());
         assert_eq!(a.len(), 32);
