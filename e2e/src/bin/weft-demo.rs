@@ -119,7 +119,7 @@ mod checks;
 mod traffic;
 
 fn step(n: usize, title: &str) {
-    println!("\n[{n}/9] {title}");
+    println!("\n[{n}/12] {title}");
 }
 
 async fn run(args: &Args) -> anyhow::Result<bool> {
