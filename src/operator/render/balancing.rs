@@ -91,14 +91,7 @@ pub fn apply(state: &ClusterState, services: &mut BTreeMap<String, Service>, rep
         );
         let Some(svc) = services.get_mut(&dest) else {
             let msg = format!("service {dest} not found");
-            reports.unresolved(
-                Kind::LoadBalancing,
-                ns,
-                name,
-                reason::SERVICE_NOT_FOUND,
-                msg.clone(),
-            );
-            reject(reports, reason::SERVICE_NOT_FOUND, msg);
+            reports.service_missing(Kind::LoadBalancing, ns, name, msg);
             continue;
         };
         let lb = match balancer(spec) {

@@ -111,14 +111,7 @@ pub fn resolve(
         );
         let Some(svc) = services.get(&destination) else {
             let msg = format!("destination service {destination} not found");
-            reports.unresolved(
-                Kind::FaultInjection,
-                ns,
-                name,
-                reason::SERVICE_NOT_FOUND,
-                msg.clone(),
-            );
-            reject(reports, reason::SERVICE_NOT_FOUND, msg);
+            reports.service_missing(Kind::FaultInjection, ns, name, msg);
             continue;
         };
         let policy = match fault_policy(format!("{ns}/{name}"), name, spec) {

@@ -37,14 +37,7 @@ pub fn apply(state: &ClusterState, services: &mut BTreeMap<String, Service>, rep
         let target = svc_key(spec.mirror.namespace.as_deref().unwrap_or(ns), &spec.mirror.name);
         if let Some(k) = [&dest, &target].into_iter().find(|k| !services.contains_key(*k)) {
             let msg = format!("service {k} not found");
-            reports.unresolved(
-                Kind::TrafficMirror,
-                ns,
-                name,
-                reason::SERVICE_NOT_FOUND,
-                msg.clone(),
-            );
-            reject(reports, reason::SERVICE_NOT_FOUND, msg);
+            reports.service_missing(Kind::TrafficMirror, ns, name, msg);
             continue;
         }
         if dest == target {

@@ -233,14 +233,7 @@ pub fn apply_breakers(state: &ClusterState, services: &mut BTreeMap<String, Serv
             .find(|k| !services.contains_key(*k));
         if let Some(k) = missing {
             let msg = format!("service {k} not found");
-            reports.unresolved(
-                Kind::CircuitBreaker,
-                ns,
-                name,
-                reason::SERVICE_NOT_FOUND,
-                msg.clone(),
-            );
-            reports.rejected(Kind::CircuitBreaker, ns, name, reason::SERVICE_NOT_FOUND, msg);
+            reports.service_missing(Kind::CircuitBreaker, ns, name, msg);
             continue;
         }
         let policy = match breaker_policy(format!("{ns}/{name}"), spec, fallback_key) {

@@ -96,6 +96,14 @@ impl Reports {
         }
     }
 
+    /// A Service the object names does not exist: reported as an unresolved
+    /// reference and the object is not applied.
+    pub fn service_missing(&mut self, kind: Kind, namespace: &str, name: &str, msg: String) {
+        tracing::debug!(?kind, namespace, name, message = %msg, "service not found; object not applied");
+        self.unresolved(kind, namespace, name, reason::SERVICE_NOT_FOUND, msg.clone());
+        self.rejected(kind, namespace, name, reason::SERVICE_NOT_FOUND, msg);
+    }
+
     /// The object is not applied at all (the first rejection wins).
     pub fn rejected(&mut self, kind: Kind, namespace: &str, name: &str, why: &'static str, msg: String) {
         let p = self.objects.entry(key(kind, namespace, name)).or_default();

@@ -35,14 +35,7 @@ pub fn apply(
         let apex_key = svc_key(ns, &view.service);
         let Some(apex) = services.get(&apex_key) else {
             let msg = format!("root service {apex_key} not found");
-            reports.unresolved(
-                Kind::TrafficSplit,
-                ns,
-                name,
-                reason::SERVICE_NOT_FOUND,
-                msg.clone(),
-            );
-            reject(reports, reason::SERVICE_NOT_FOUND, msg);
+            reports.service_missing(Kind::TrafficSplit, ns, name, msg);
             continue;
         };
         if let Some(other) = &apex.split {
