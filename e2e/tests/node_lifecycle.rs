@@ -92,6 +92,10 @@ fn leftovers(state_dir: &Path, netns: &str, veth: &str) -> Vec<String> {
     if state_dir.exists() {
         found.push(format!("state dir {}", state_dir.display()));
     }
+    let links = Path::new(teardown::CONTAINER_LOG_LINKS);
+    for l in teardown::log_links_into(links, state_dir) {
+        found.push(format!("log link {}", l.display()));
+    }
     if Path::new("/var/run/netns").join(netns).exists() {
         found.push(format!("netns {netns}"));
     }

@@ -19,6 +19,7 @@ pub(super) fn finish_teardown(binaries: &NodeBinaries, layout: &NodeLayout) -> V
     }
     teardown::remove_kubelet_chains();
     problems.extend(teardown::unmount_under(&layout.root));
+    teardown::remove_log_links(Path::new(teardown::CONTAINER_LOG_LINKS), &layout.pod_logs);
     pods::remove_stale_resolv_dirs(true);
     problems.extend(host::restore(&NODE_NET, layout));
     problems

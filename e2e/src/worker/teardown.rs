@@ -1,7 +1,8 @@
 //! Taking the test node down so nothing is left on the host, and cleaning up after a run
 //! that was killed before it could do so: pod sandboxes removed through the CRI (so CNI
 //! tears their network down), leftover shims and container processes killed, every mount
-//! under the state dir unmounted, the kubelet's and kube-proxy's iptables chains removed.
+//! under the state dir unmounted, the kubelet's and kube-proxy's iptables chains and its
+//! container log links removed.
 //! One node per machine: a kernel lock on /run/weft-e2e-node.lock (released when its holder
 //! dies, however it dies) says a node is up, and the owner record next to it says whose
 //! and where its state is.
@@ -245,6 +246,30 @@ pub fn remove_kubelet_chains() {
     }
 }
 
+/// Where the kubelet links each container's log (`<pod>_<ns>_<container>-<id>.log`).
+pub const CONTAINER_LOG_LINKS: &str = "/var/log/containers";
+
+/// The symlinks in `dir` that point below `target_root` (the node's pod log dir).
+pub fn log_links_into(dir: &Path, target_root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| std::fs::read_link(p).is_ok_and(|t| t.starts_with(target_root)))
+        .collect()
+}
+
+/// Removes the kubelet's log links in `dir` that point below `target_root`; other links
+/// (another kubelet's) stay. Returns how many were removed.
+pub fn remove_log_links(dir: &Path, target_root: &Path) -> usize {
+    log_links_into(dir, target_root)
+        .into_iter()
+        .filter(|l| std::fs::remove_file(l).is_ok())
+        .count()
+}
+
 /// Runs `kube-proxy --cleanup` (removes its KUBE-* rules).
 pub fn kube_proxy_cleanup(kube_proxy: &Path) -> Result<(), String> {
     run_bounded(kube_proxy, &["--cleanup", "--v=0"], Duration::from_secs(60)).map(|_| ())
@@ -272,6 +297,24 @@ mod tests {
                 PathBuf::from("/tmp/n/kubelet"),
             ]
         );
+    }
+
+    #[test]
+    fn only_log_links_into_the_node_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("node/pod-logs");
+        let links = dir.path().join("containers");
+        std::fs::create_dir_all(&links).unwrap();
+        let ours = links.join("a_ns_app-1.log");
+        let theirs = links.join("b_ns_app-2.log");
+        std::os::unix::fs::symlink(node.join("ns_a_uid/app/0.log"), &ours).unwrap();
+        std::os::unix::fs::symlink("/elsewhere/0.log", &theirs).unwrap();
+        std::fs::write(links.join("plain.log"), "x").unwrap();
+        assert_eq!(log_links_into(&links, &node), vec![ours.clone()]);
+        assert_eq!(remove_log_links(&links, &node), 1);
+        assert!(std::fs::symlink_metadata(&ours).is_err());
+        assert!(std::fs::symlink_metadata(&theirs).is_ok());
+        assert_eq!(remove_log_links(&dir.path().join("missing"), &node), 0);
     }
 
     #[test]
