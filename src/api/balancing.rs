@@ -120,17 +120,9 @@ pub enum HashTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::cel_messages;
     use kube::CustomResourceExt;
     use serde_json::json;
-
-    fn rules(v: &serde_json::Value) -> Vec<String> {
-        v["x-kubernetes-validations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| r["message"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
 
     #[test]
     fn schema_carries_cel_rules_naming_fields() {
@@ -140,9 +132,9 @@ mod tests {
         assert_eq!(crd["spec"]["names"]["categories"], json!(["weft"]));
         let v = &crd["spec"]["versions"][0];
         let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        assert!(rules(spec)[0].contains("spec.consistentHash"), "{spec}");
+        assert!(cel_messages(spec)[0].contains("spec.consistentHash"), "{spec}");
         let ch = &spec["properties"]["consistentHash"];
-        assert!(rules(ch)[0].contains("exactly one of header, cookie, sourceIp"));
+        assert!(cel_messages(ch)[0].contains("exactly one of header, cookie, sourceIp"));
         assert_eq!(spec["properties"]["ports"]["maxItems"], 16);
         assert_eq!(spec["properties"]["ports"]["items"]["maximum"], 65535.0);
         assert_eq!(

@@ -172,17 +172,9 @@ pub struct Abort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::cel_messages;
     use kube::CustomResourceExt;
-    use serde_json::{Value, json};
-
-    fn messages(v: &Value) -> Vec<String> {
-        v["x-kubernetes-validations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| r["message"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
+    use serde_json::json;
 
     #[test]
     fn schema_carries_cel_rules_naming_fields() {
@@ -190,13 +182,13 @@ mod tests {
         assert_eq!(crd["spec"]["names"]["plural"], "faultinjections");
         assert_eq!(crd["spec"]["names"]["shortNames"], json!(["wfault"]));
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        assert_eq!(messages(spec), ["spec must set at least one of delay, abort"]);
+        assert_eq!(cel_messages(spec), ["spec must set at least one of delay, abort"]);
         let p = &spec["properties"];
-        assert!(messages(&p["delay"])[0].starts_with("spec.delay.fixedDelay"));
-        assert!(messages(&p["abort"])[0].starts_with("spec.abort"));
+        assert!(cel_messages(&p["delay"])[0].starts_with("spec.delay.fixedDelay"));
+        assert!(cel_messages(&p["abort"])[0].starts_with("spec.abort"));
         assert_eq!(p["matches"]["maxItems"], 16);
         let m = &p["matches"]["items"]["properties"];
-        assert!(messages(&m["path"])[0].starts_with("spec.matches[].path.value"));
+        assert!(cel_messages(&m["path"])[0].starts_with("spec.matches[].path.value"));
         assert_eq!(
             m["path"]["properties"]["type"]["enum"],
             json!(["Exact", "PathPrefix", "RegularExpression"])

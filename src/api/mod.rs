@@ -19,3 +19,14 @@ pub mod status;
 
 #[cfg(test)]
 mod samples_tests;
+
+/// The `message` of each CEL rule (`x-kubernetes-validations`) on a schema node.
+#[cfg(test)]
+pub(crate) fn cel_messages(node: &serde_json::Value) -> Vec<String> {
+    node["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
