@@ -66,6 +66,7 @@ fn forward_config(server: SocketAddr, protocol: Protocol, peer: Option<&str>) ->
         circuit_breaker: None,
         faults: Default::default(),
         mirrors: Vec::new(),
+        routes: Vec::new(),
     };
     ProxyConfig {
         schema_version: SCHEMA_VERSION,
@@ -76,6 +77,7 @@ fn forward_config(server: SocketAddr, protocol: Protocol, peer: Option<&str>) ->
         catalog: None,
         retries: Default::default(),
         faults: Default::default(),
+        routes: Default::default(),
     }
 }
 
@@ -96,6 +98,7 @@ pub fn server_config(app_port: u16, protocol: Protocol) -> ProxyConfig {
         catalog: None,
         retries: Default::default(),
         faults: Default::default(),
+        routes: Default::default(),
     }
 }
 

@@ -85,6 +85,7 @@ fn services(n: usize, round: usize) -> BTreeMap<String, Service> {
                 circuit_breaker: None,
                 faults: Default::default(),
                 mirrors: Vec::new(),
+                routes: Vec::new(),
             };
             (format!("{}/{}", svc.namespace, svc.name), svc)
         })
@@ -109,6 +110,7 @@ fn base() -> ProxyConfig {
         catalog: None,
         retries: BTreeMap::new(),
         faults: Default::default(),
+        routes: Default::default(),
     }
 }
 

@@ -147,6 +147,11 @@ impl ProxyConfig {
                 svc.faults = faults;
             }
         }
+        for (key, routes) in std::mem::take(&mut self.routes) {
+            if let Some(svc) = self.services.get_mut(&key) {
+                svc.routes = routes;
+            }
+        }
         self.validate()?;
         Ok(self)
     }
@@ -183,6 +188,7 @@ pub(crate) mod tests {
             circuit_breaker: None,
             faults: Default::default(),
             mirrors: Vec::new(),
+            routes: Vec::new(),
         }
     }
 

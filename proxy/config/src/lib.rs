@@ -13,6 +13,7 @@ mod catalog;
 pub mod identity;
 mod pattern;
 mod policy;
+mod route;
 mod traffic;
 mod validate;
 
@@ -22,6 +23,10 @@ pub use pattern::compile_full;
 pub use policy::{
     Backoff, BreakerPolicy, CircuitBreakerPolicy, ConnectionPool, Fallback, OutlierDetection, RetryBudget,
     RetryOn, RetryPolicy,
+};
+pub use route::{
+    HeaderEdits, HeaderPair, MAX_ROUTE_WEIGHT, PathMatch, PathRewrite, Redirect, Rewrite, RouteBackend,
+    RouteEntry, RouteFilter, RouteMatch, RouteMirror, StringMatch, ValueMatch,
 };
 pub use traffic::{FaultAbort, FaultDelay, FaultPolicy, MAX_MIRROR_BODY_BYTES, MirrorPolicy};
 pub use validate::ValidationError;
@@ -76,6 +81,11 @@ pub struct ProxyConfig {
     /// catalog's services by [`ProxyConfig::assemble`] (only with a catalog).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub faults: BTreeMap<String, Vec<FaultPolicy>>,
+    /// Per-destination Gateway API routes of this identity (consumer routes in
+    /// its namespace), replacing the catalog service's own routes in
+    /// [`ProxyConfig::assemble`] (only with a catalog).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, Vec<RouteEntry>>,
 }
 
 /// A workload identity: a ServiceAccount in a namespace.
@@ -211,6 +221,10 @@ pub struct Service {
     /// Copies of requests to this service sent to other services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<MirrorPolicy>,
+    /// Gateway API routes (HTTPRoute/GRPCRoute with this service as parent), in
+    /// precedence order; see [`RouteEntry`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteEntry>,
 }
 
 /// One service port and the endpoints behind it.

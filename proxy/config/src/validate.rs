@@ -45,6 +45,12 @@ impl ProxyConfig {
                 "per-destination faults are only valid with a catalog (inline services carry their own)",
             ));
         }
+        if !self.routes.is_empty() {
+            return Err(err(
+                "routes",
+                "per-destination routes are only valid with a catalog (inline services carry their own)",
+            ));
+        }
         self.validate_identity_parts()?;
         for (key, svc) in &self.services {
             validate_service(self, &format!("services[\"{key}\"]"), key, svc)?;
@@ -81,6 +87,11 @@ impl ProxyConfig {
                 return Err(err(path, "not a service of the catalog"));
             }
             crate::traffic::validate_faults(&path, faults)?;
+        }
+        for key in self.routes.keys() {
+            if !catalog_has(key) {
+                return Err(err(format!("routes[\"{key}\"]"), "not a service of the catalog"));
+            }
         }
         Ok(())
     }
@@ -172,6 +183,7 @@ fn validate_service(cfg: &ProxyConfig, path: &str, key: &str, svc: &Service) -> 
     }
     crate::traffic::validate_faults(&format!("{path}.faults"), &svc.faults)?;
     crate::traffic::validate_mirrors(cfg, &format!("{path}.mirrors"), key, &svc.mirrors)?;
+    crate::route::validate_routes(cfg, &format!("{path}.routes"), &svc.routes)?;
     Ok(())
 }
 
@@ -277,6 +289,7 @@ pub(crate) mod tests {
             catalog: None,
             retries: Default::default(),
             faults: Default::default(),
+            routes: Default::default(),
         }
     }
 

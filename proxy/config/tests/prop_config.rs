@@ -111,6 +111,7 @@ fn service(ns: String, name: String) -> impl Strategy<Value = Service> {
             circuit_breaker: None,
             faults: Default::default(),
             mirrors: Vec::new(),
+            routes: Vec::new(),
         })
 }
 
@@ -195,6 +196,7 @@ fn valid_config() -> impl Strategy<Value = ProxyConfig> {
             catalog: None,
             retries: BTreeMap::new(),
             faults: Default::default(),
+            routes: Default::default(),
         })
 }
 

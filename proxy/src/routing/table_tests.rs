@@ -37,6 +37,7 @@ fn svc(name: &str, ip: Option<&str>, port: u16, eps: &[(&str, u16, bool)]) -> (S
         circuit_breaker: None,
         faults: Default::default(),
         mirrors: Vec::new(),
+        routes: Vec::new(),
     };
     (format!("default/{name}"), s)
 }
@@ -125,6 +126,7 @@ fn config() -> ProxyConfig {
         catalog: None,
         retries: Default::default(),
         faults: Default::default(),
+        routes: Default::default(),
     }
 }
 

@@ -192,6 +192,7 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
         circuit_breaker: None,
         faults: Vec::new(),
         mirrors: Vec::new(),
+        routes: Vec::new(),
     };
     ProxyConfig {
         schema_version: SCHEMA_VERSION,
@@ -210,6 +211,7 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
         catalog: None,
         retries: Default::default(),
         faults: Default::default(),
+        routes: Default::default(),
     }
 }
 

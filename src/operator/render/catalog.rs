@@ -172,6 +172,7 @@ fn validate_whole(
         catalog: None,
         retries: Default::default(),
         faults: Default::default(),
+        routes: Default::default(),
     };
     let result = probe.validate();
     *services = probe.services;
@@ -218,6 +219,7 @@ mod tests {
                     circuit_breaker: None,
                     faults: Default::default(),
                     mirrors: Vec::new(),
+                    routes: Vec::new(),
                 };
                 (format!("{}/{}", svc.namespace, svc.name), svc)
             })

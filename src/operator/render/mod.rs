@@ -191,6 +191,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
             catalog: catalog_ref,
             retries: overlay,
             faults: fault_overlay,
+            routes: Default::default(),
         };
         if let Err(e) = config.validate_unassembled(|k| shared.contains_key(k)) {
             tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");

@@ -32,6 +32,7 @@ pub fn bare(svc: &Service) -> Service {
         circuit_breaker: None,
         faults: Vec::new(),
         mirrors: Vec::new(),
+        routes: Vec::new(),
     }
 }
 
@@ -57,6 +58,7 @@ pub fn validate(services: Vec<Service>) -> Result<(), ValidationError> {
         catalog: None,
         retries: Default::default(),
         faults: Default::default(),
+        routes: Default::default(),
     };
     config.validate()
 }
@@ -84,6 +86,7 @@ mod tests {
             circuit_breaker: None,
             faults: Vec::new(),
             mirrors: Vec::new(),
+            routes: Vec::new(),
         });
         s.load_balancer = LoadBalancer::RoundRobin;
         s

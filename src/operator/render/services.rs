@@ -156,6 +156,7 @@ pub fn build(index: &Index<'_>, trust_domain: &str) -> BTreeMap<String, Service>
                 circuit_breaker: None,
                 faults: Default::default(),
                 mirrors: Vec::new(),
+                routes: Vec::new(),
             };
             (key.clone(), service)
         })
