@@ -7,11 +7,11 @@ WEFT_DEMO := target/debug/weft-demo
 IMAGE_REGISTRY ?=
 IMAGE_TAG ?=
 
-install: ## Install weft (crds/, then manifests/) into the cluster of $KUBECONFIG, else .weft/kubeconfig [IMAGE_REGISTRY=… IMAGE_TAG=…]
+install: gateway-api-crds ## Install weft (crds/ and the Gateway API CRDs, then manifests/) into the cluster of $KUBECONFIG, else .weft/kubeconfig [IMAGE_REGISTRY=… IMAGE_TAG=…]
 	$(CARGO) build -q -p weft-e2e --bin weft-demo
 	IMAGE_REGISTRY="$(IMAGE_REGISTRY)" IMAGE_TAG="$(IMAGE_TAG)" $(WEFT_DEMO) install
 
-demo: kube-bins deps node-tools images ## Build the images, start (or reuse) the dev cluster, install weft, run the Bookinfo demo
+demo: kube-bins deps node-tools gateway-api-crds images ## Build the images, start (or reuse) the dev cluster, install weft, run the Bookinfo demo
 	@echo "==> building the demo driver (cargo build -p weft-e2e --bins)"
 	$(CARGO) build -q -p weft-e2e --bins
 	@if $(DEV_CLUSTER_BIN) --dir $(DEV_CLUSTER_DIR) status | grep -q '^running'; then \

@@ -25,7 +25,7 @@ kube-bins: ## Build kube-apiserver/controller-manager/scheduler/kubectl from Go 
 test-control-plane: kube-bins ## Harness unit tests + tests against a real local API server
 	$(CARGO) test -p weft-e2e --lib --test control_plane
 
-dev-cluster: kube-bins deps node-tools images ## Start a local cluster (control plane + a kubelet/containerd node) in the background (.weft/kubeconfig)
+dev-cluster: kube-bins deps node-tools gateway-api-crds images ## Start a local cluster (control plane + a kubelet/containerd node) in the background (.weft/kubeconfig)
 	$(CARGO) build -q -p weft-e2e --bins
 	$(DEV_CLUSTER_BIN) --dir $(DEV_CLUSTER_DIR) start --bind-address $(DEV_CLUSTER_BIND)
 	$(KUBECTL) --kubeconfig $(DEV_CLUSTER_DIR)/kubeconfig get ns

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod control_plane;
 pub mod dev_cluster;
+pub mod gateway_api;
 pub mod mesh;
 pub mod namespace;
 pub mod shared;

@@ -1,7 +1,8 @@
-//! Installing weft the way `make install` does: the CRDs in `crds/` (awaited until
-//! `Established`), then everything in `manifests/`, then the controller Deployment awaited
-//! until Available and the injector's CA bundle written; plus a check that the API server
-//! really reaches the webhook through its Service.
+//! Installing weft the way `make install` does: the CRDs in `crds/` and the Gateway API
+//! CRDs (`crate::gateway_api`; all awaited until `Established`), then everything in
+//! `manifests/`, then the controller Deployment awaited until Available and the injector's
+//! CA bundle written; plus a check that the API server really reaches the webhook through
+//! its Service.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -59,7 +60,9 @@ pub async fn install_with(
     let began = Instant::now();
     let crds = apply::load_dir(&root.join("crds"))?;
     progress(&format!("applying {} CRDs from crds/", crds.len()));
-    let crds = apply::install_crds(client, &crds, Duration::from_secs(60)).await?;
+    let mut crds = apply::install_crds(client, &crds, Duration::from_secs(60)).await?;
+    progress("applying the Gateway API CRDs (unless a newer bundle is installed)");
+    crds.extend(crate::gateway_api::install(client, Duration::from_secs(60)).await?);
     let mut manifests = apply::load_dir(&root.join("manifests"))?;
     if !images.is_empty() {
         let changed = override_images(&mut manifests, images)?;
