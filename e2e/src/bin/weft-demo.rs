@@ -115,11 +115,13 @@ async fn install_weft(client: &kube::Client, args: &Args) -> anyhow::Result<()> 
 
 #[path = "weft-demo/checks.rs"]
 mod checks;
+#[path = "weft-demo/gamma.rs"]
+mod gamma;
 #[path = "weft-demo/traffic.rs"]
 mod traffic;
 
 fn step(n: usize, title: &str) {
-    println!("\n[{n}/12] {title}");
+    println!("\n[{n}/13] {title}");
 }
 
 async fn run(args: &Args) -> anyhow::Result<bool> {
@@ -251,7 +253,13 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         demo.split(v1, v2).await?;
     }
 
-    step(4, "Header route: end-user: jason -> reviews-v2");
+    step(
+        4,
+        "Canary with a Gateway API HTTPRoute on reviews (GAMMA), over the TrafficSplit",
+    );
+    demo.http_route_canary().await?;
+
+    step(5, "Header route: end-user: jason -> reviews-v2");
     workload::delete(
         &client,
         "split.smi-spec.io/v1alpha4",
@@ -285,7 +293,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     );
 
     step(
-        5,
+        6,
         "Default deny (accessMode smi, mTLS strict), then TrafficTargets",
     );
     let modes = install::mesh_config("smi", "strict");
@@ -328,7 +336,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     );
 
     step(
-        6,
+        7,
         "Retry: reviews -> ratings, where ratings fails 30% of requests",
     );
     let via_v2 = "http://reviews-v2.bookinfo:9080/call?url=http%3A%2F%2Fratings.bookinfo%3A9080%2F";
@@ -353,23 +361,23 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     );
 
     step(
-        7,
+        8,
         "LoadBalancing: sticky sessions on reviews with a cookie the sidecar sets",
     );
     demo.sticky_sessions().await?;
     step(
-        8,
+        9,
         "FaultInjection: productpage's calls to details get aborts and delays",
     );
     demo.faults().await?;
     step(
-        9,
+        10,
         "TrafficMirror: productpage's calls to details are copied to ratings",
     );
     demo.mirror().await?;
 
     step(
-        10,
+        11,
         "CircuitBreaker: reviews-v3 starts failing; the breaker opens and the fallback answers",
     );
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
@@ -399,7 +407,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         fallback >= 30 && failed <= 30,
     );
 
-    step(11, "Summary");
+    step(12, "Summary");
     let width = demo.summary.iter().map(|o| o.step.len()).max().unwrap_or(10);
     println!("    {:<width$}  result  measured", "step");
     for o in &demo.summary {
@@ -410,9 +418,9 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             o.measured
         );
     }
-    step(12, "The cluster stays up");
+    step(13, "The cluster stays up");
     say(
-        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,wretry,wcb,wlb,wfault,wmirror",
+        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,httproute,wretry,wcb,wlb,wfault,wmirror",
     );
     say("stop it with: make dev-cluster-down");
     Ok(demo.summary.iter().all(|o| o.ok))
