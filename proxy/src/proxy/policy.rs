@@ -425,3 +425,52 @@ async fn attempts(
         tokio::time::sleep(delay).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_timeouts_replace_the_retry_policy_ones() {
+        let retry: RetryPolicy = serde_json::from_value(serde_json::json!({
+            "source": "shop/retry", "numRetries": 2, "retryOn": ["5xx"],
+            "perTryTimeoutMs": 50, "timeoutMs": 1000,
+            "backoff": {"baseMs": 1, "maxMs": 2},
+            "budget": {"ratio": 0.2, "minPerSecond": 1, "windowMs": 1000}
+        }))
+        .unwrap();
+        let mut cx = CallContext {
+            proto: Proto::Http1,
+            peer: "127.0.0.1:1".parse().unwrap(),
+            start: std::time::Instant::now(),
+            timeouts: RouteTimeouts::default(),
+        };
+        let begin = Instant::now();
+        let l = Limits::new(Some(&retry), &cx, begin);
+        assert_eq!(l.per_try, Some(Duration::from_millis(50)));
+        assert_eq!(l.deadline, Some(begin + Duration::from_secs(1)));
+        cx.timeouts = RouteTimeouts {
+            request: Some(Duration::from_secs(5)),
+            backend: Some(Duration::from_millis(200)),
+        };
+        let l = Limits::new(Some(&retry), &cx, begin);
+        assert_eq!(l.per_try, Some(Duration::from_millis(200)));
+        // The route's request timeout counts from when the request arrived.
+        let d = l.deadline.unwrap();
+        assert!(d <= begin + Duration::from_secs(5) && d > begin + Duration::from_secs(4));
+        let l = Limits::new(None, &cx, begin);
+        assert_eq!(l.per_try, Some(Duration::from_millis(200)));
+        assert_eq!(
+            Limits::new(
+                None,
+                &CallContext {
+                    timeouts: RouteTimeouts::default(),
+                    ..cx
+                },
+                begin
+            )
+            .deadline,
+            None
+        );
+    }
+}
