@@ -33,6 +33,8 @@ pub async fn handle(
     else {
         return ProxyError::UnknownDestination.response(None);
     };
+    // Fault rules match the request as the client sent it, before route edits.
+    let fault_rule = route.fault(req.method(), req.uri().path(), req.headers());
     let routed: Option<Routed<'_>> = match route.gamma.as_deref() {
         Some(routes) => match gamma::decide(&route, routes, start, &mut req) {
             Decision::Answer(resp) => return *resp,
@@ -45,7 +47,7 @@ pub async fn handle(
         None => Arc::clone(route.select_http(req.method(), req.uri().path(), req.headers())),
     };
     let set_cookie = sticky::ensure(&backend, &mut req);
-    if let Some(rule) = route.fault(req.method(), req.uri().path(), req.headers())
+    if let Some(rule) = fault_rule
         && let Some(mut resp) = fault::apply(rule, req.headers(), &backend.http_metrics, start).await
     {
         sticky::finish(&mut resp, set_cookie);

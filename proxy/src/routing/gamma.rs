@@ -433,6 +433,11 @@ impl<'a> Builder<'a> {
 
     fn route_backend(&mut self, root: &'a Service, port: u16, b: &RouteBackend) -> Option<Arc<Backend>> {
         let (bkey, bsvc) = self.cfg.services.get_key_value(b.service.as_deref()?)?;
+        // A port the backend Service does not have is an unresolved reference too.
+        if !bsvc.ports.iter().any(|p| p.port == b.port) {
+            tracing::debug!(backend = %bkey, port = b.port, "route backend lacks the port; requests to it get 500");
+            return None;
+        }
         let bal = self.balancer(bkey.as_str(), bsvc, b.port);
         Some(Arc::new(self.backend(root, port, bkey.as_str(), bsvc, bal, true)))
     }

@@ -260,6 +260,8 @@ fn unresolved_and_missing_backends() {
     let t = table(json!([
         {"source": "r/gone", "match": {"path": {"kind": "exact", "value": "/gone"}},
          "backends": [{"port": 80, "weight": 1}]},
+        {"source": "r/no-port", "match": {"path": {"kind": "exact", "value": "/no-port"}},
+         "backends": [{"service": "shop/cart-v1", "port": 9999, "weight": 1}]},
         {"source": "r/none", "match": {}},
     ]));
     let routes = t.outbound(&addr("10.0.0.1:80")).unwrap().gamma.as_ref().unwrap();
@@ -272,6 +274,8 @@ fn unresolved_and_missing_backends() {
     };
     let gone = routes.find(&req("/gone")).unwrap();
     assert!(gone.rule.pick().unwrap().backend.is_none());
+    let no_port = routes.find(&req("/no-port")).unwrap();
+    assert!(no_port.rule.pick().unwrap().backend.is_none());
     assert!(routes.find(&req("/x")).unwrap().rule.pick().is_none());
 }
 
