@@ -414,7 +414,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The backends of the rule `e` belongs to, reached through `root` port `port`.
+    /// The backends of the rule `e` belongs to, reached through `root` port `port`
+    /// (built from the rule's first entry: every entry of a rule carries the
+    /// same backends).
     fn rule_backends(&mut self, root: &'a Service, port: u16, e: &'a RouteEntry) -> RuleBackends {
         let weights: Vec<u64> = e.backends.iter().map(|b| u64::from(b.weight)).collect();
         let targets = e
