@@ -31,6 +31,10 @@ pub enum ProxyError {
     MaxConnections,
     /// More request header fields than the proxy accepts.
     TooManyHeaders,
+    /// The dialled port has Gateway API routes and none matches the request.
+    NoRoute,
+    /// The matched route has no backend, or picked one whose reference did not resolve.
+    NoBackend,
 }
 
 impl ProxyError {
@@ -52,6 +56,8 @@ impl ProxyError {
             Self::PendingOverflow => "pending-overflow",
             Self::MaxConnections => "max-connections",
             Self::TooManyHeaders => "too-many-headers",
+            Self::NoRoute => "no-route",
+            Self::NoBackend => "no-backend",
         }
     }
 
@@ -72,6 +78,8 @@ impl ProxyError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadPath => StatusCode::BAD_REQUEST,
             Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -107,5 +115,9 @@ mod tests {
         assert_eq!(r.headers()[ERROR_HEADER], "no-healthy-endpoints");
         assert_eq!(m.responses(), vec![("503".to_string(), true, 1)]);
         assert_eq!(ProxyError::ResponseTimeout.status(), 504);
+        assert_eq!(ProxyError::NoRoute.status(), 404);
+        assert_eq!(ProxyError::NoRoute.reason(), "no-route");
+        assert_eq!(ProxyError::NoBackend.status(), 500);
+        assert_eq!(ProxyError::NoBackend.reason(), "no-backend");
     }
 }

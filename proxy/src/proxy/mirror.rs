@@ -17,7 +17,7 @@ use super::tee::{BodyCopy, subscribe};
 use super::{Proto, Shared, policy};
 use crate::drain::Drain;
 use crate::lb::rng::{chance, with_thread_rng};
-use crate::routing::PortRoute;
+use crate::routing::traffic::MirrorRoute;
 use http::header::HOST;
 use http::uri::Authority;
 use http::{HeaderValue, Method, Request, Uri};
@@ -103,16 +103,17 @@ enum Outcome {
     Dropped,
 }
 
-/// Starts the mirrors of `route` that are rolled for `req` (wrapping its body
-/// in a tee when a copy is needed). Returns at once.
+/// Starts the `mirrors` (a service's TrafficMirror routes or a Gateway API
+/// route's `RequestMirror` filters) that are rolled for `req`, wrapping its
+/// body in a tee when a copy is needed. Returns at once.
 pub fn start(
     shared: &Arc<Shared>,
-    route: &Arc<PortRoute>,
+    mirrors: &Arc<[MirrorRoute]>,
     proto: Proto,
     peer: SocketAddr,
     req: &mut Request<Body>,
 ) {
-    for (index, m) in route.mirrors.iter().enumerate() {
+    for (index, m) in mirrors.iter().enumerate() {
         if !with_thread_rng(|rng| chance(rng, m.percent)) {
             continue;
         }
@@ -134,11 +135,11 @@ pub fn start(
             Source::Tee(subscribe(req.body_mut(), m.max_body_bytes))
         };
         let head = shadow_head(req);
-        let (shared, route) = (Arc::clone(shared), Arc::clone(route));
+        let (shared, mirrors) = (Arc::clone(shared), Arc::clone(mirrors));
         tokio::spawn(async move {
             let _permit = permit;
             let mut drain = shared.drain.watcher();
-            let Some(m) = route.mirrors.get(index) else {
+            let Some(m) = mirrors.get(index) else {
                 return;
             };
             tokio::select! {

@@ -15,6 +15,7 @@ pub mod connect;
 pub mod errors;
 pub mod fault;
 pub mod forward;
+pub mod gamma;
 pub mod headers;
 pub mod hooks;
 pub mod http;

@@ -1,12 +1,15 @@
 //! The outbound HTTP request pipeline in front of [`super::policy::call`]:
-//! route lookup against the current config, backend choice (split and header
-//! routes), a generated sticky-session cookie, fault injection (before the
-//! breaker and retries, never retried) and mirroring (copy taken once, before
-//! retries), then the policy layer.
+//! route lookup against the current config, backend choice (Gateway API
+//! routes when the dialled port has any, else split and header routes), a
+//! generated sticky-session cookie, fault injection (before the breaker and
+//! retries, never retried) and mirroring (copy taken once, before retries),
+//! then the policy layer, then a route's response header filters.
 
 use super::body::Body;
 use super::errors::ProxyError;
-use super::{Proto, Shared, fault, mirror, policy, sticky};
+use super::gamma::{Decision, Routed};
+use super::policy::CallContext;
+use super::{Proto, Shared, fault, gamma, mirror, policy, sticky};
 use http::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,18 +33,44 @@ pub async fn handle(
     else {
         return ProxyError::UnknownDestination.response(None);
     };
-    let backend = Arc::clone(route.select_http(req.method(), req.uri().path(), req.headers()));
+    // Fault rules match the request as the client sent it, before route edits.
+    let fault_rule = route.fault(req.method(), req.uri().path(), req.headers());
+    let routed: Option<Routed<'_>> = match route.gamma.as_deref() {
+        Some(routes) => match gamma::decide(&route, routes, start, &mut req) {
+            Decision::Answer(resp) => return *resp,
+            Decision::Forward(r) => Some(r),
+        },
+        None => None,
+    };
+    let backend = match &routed {
+        Some(r) => Arc::clone(&r.backend),
+        None => Arc::clone(route.select_http(req.method(), req.uri().path(), req.headers())),
+    };
     let set_cookie = sticky::ensure(&backend, &mut req);
-    if let Some(rule) = route.fault(req.method(), req.uri().path(), req.headers())
+    if let Some(rule) = fault_rule
         && let Some(mut resp) = fault::apply(rule, req.headers(), &backend.http_metrics, start).await
     {
         sticky::finish(&mut resp, set_cookie);
         return resp;
     }
     if !route.mirrors.is_empty() {
-        mirror::start(shared, &route, proto, peer, &mut req);
+        mirror::start(shared, &route.mirrors, proto, peer, &mut req);
     }
-    let mut resp = policy::call(shared, &backend, proto, peer, start, req).await;
+    if let Some(r) = &routed
+        && !r.entry.mirrors.is_empty()
+    {
+        mirror::start(shared, &r.entry.mirrors, proto, peer, &mut req);
+    }
+    let cx = CallContext {
+        proto,
+        peer,
+        start,
+        timeouts: routed.as_ref().map(|r| r.entry.timeouts).unwrap_or_default(),
+    };
+    let mut resp = policy::call_in(shared, &backend, &cx, req).await;
+    if let Some(r) = &routed {
+        r.finish(&mut resp);
+    }
     sticky::finish(&mut resp, set_cookie);
     resp
 }

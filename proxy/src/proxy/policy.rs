@@ -20,12 +20,13 @@ use crate::metrics::Class;
 use crate::resilience::ServiceState;
 use crate::resilience::retry::{Attempt, backoff, retry_reason};
 use crate::routing::Backend;
+use crate::routing::gamma::RouteTimeouts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use weft_proxy_config::{Fallback, HashKey};
+use weft_proxy_config::{Fallback, HashKey, RetryPolicy};
 
 /// Hash of the request attribute a consistent-hash balancer keys on.
 pub fn request_hash(key: &HashKey, headers: &HeaderMap, peer: IpAddr) -> Option<u64> {
@@ -74,6 +75,17 @@ pub fn pick_endpoint(
     })
 }
 
+/// Where a request came from, and the time limits its route sets.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext {
+    pub proto: Proto,
+    pub peer: SocketAddr,
+    /// When the request headers were received (latency origin).
+    pub start: std::time::Instant,
+    /// Replace the backend's Retry `timeoutMs` / `perTryTimeoutMs` when set.
+    pub timeouts: RouteTimeouts,
+}
+
 /// Routes `req` to an endpoint of `backend` and returns the response.
 pub async fn call(
     shared: &Shared,
@@ -83,20 +95,35 @@ pub async fn call(
     start: std::time::Instant,
     req: Request<Body>,
 ) -> Response<Body> {
+    let cx = CallContext {
+        proto,
+        peer,
+        start,
+        timeouts: RouteTimeouts::default(),
+    };
+    call_in(shared, backend, &cx, req).await
+}
+
+/// [`call`] with a full [`CallContext`] (route time limits).
+pub async fn call_in(
+    shared: &Shared,
+    backend: &Backend,
+    cx: &CallContext,
+    req: Request<Body>,
+) -> Response<Body> {
     backend.http_metrics.request();
-    guarded(shared, backend, proto, peer, start, req, true).await
+    guarded(shared, backend, cx, req, true).await
 }
 
 /// Breaker and pool limits around [`attempts`].
 async fn guarded(
     shared: &Shared,
     backend: &Backend,
-    proto: Proto,
-    peer: SocketAddr,
-    start: std::time::Instant,
+    cx: &CallContext,
     req: Request<Body>,
     allow_fallback: bool,
 ) -> Response<Body> {
+    let start = cx.start;
     let metrics = &backend.http_metrics;
     let state = backend.policy.state.as_deref();
     let fail = |e: ProxyError| {
@@ -108,7 +135,7 @@ async fn guarded(
             Some(p) => Some(p),
             None => {
                 s.rejected(ProxyError::CircuitOpen.reason());
-                return open_circuit(shared, backend, proto, peer, start, req, allow_fallback).await;
+                return open_circuit(shared, backend, cx, req, allow_fallback).await;
             }
         },
         None => None,
@@ -129,7 +156,7 @@ async fn guarded(
         }
         None => None,
     };
-    let (resp, failed) = attempts(shared, backend, state, proto, peer, start, req).await;
+    let (resp, failed) = attempts(shared, backend, state, cx, req).await;
     if let Some(p) = permit {
         p.record(failed, Instant::now());
     }
@@ -141,22 +168,20 @@ async fn guarded(
 async fn open_circuit(
     shared: &Shared,
     backend: &Backend,
-    proto: Proto,
-    peer: SocketAddr,
-    start: std::time::Instant,
+    cx: &CallContext,
     req: Request<Body>,
     allow_fallback: bool,
 ) -> Response<Body> {
     let metrics = &backend.http_metrics;
     if allow_fallback && let Some(fb) = &backend.policy.fallback {
         fb.http_metrics.request();
-        let mut resp = Box::pin(guarded(shared, fb, proto, peer, start, req, false)).await;
+        let mut resp = Box::pin(guarded(shared, fb, cx, req, false)).await;
         if let Ok(v) = HeaderValue::from_str(&fb.service) {
             resp.headers_mut().insert("x-weft-fallback", v);
         }
         return resp;
     }
-    metrics.latency(start.elapsed());
+    metrics.latency(cx.start.elapsed());
     let fallback = backend
         .policy
         .circuit_breaker
@@ -231,6 +256,24 @@ struct Limits {
 }
 
 impl Limits {
+    /// The limits of a request whose attempts begin at `begin`: the route's
+    /// timeouts where set (its request timeout counts from when the request
+    /// arrived), else the Retry policy's.
+    fn new(policy: Option<&RetryPolicy>, cx: &CallContext, begin: Instant) -> Self {
+        let per_try = cx.timeouts.backend.or_else(|| {
+            policy
+                .and_then(|r| r.per_try_timeout_ms)
+                .map(Duration::from_millis)
+        });
+        let deadline = match cx.timeouts.request {
+            Some(total) => Some(begin + total.saturating_sub(cx.start.elapsed())),
+            None => policy
+                .and_then(|r| r.timeout_ms)
+                .map(|ms| begin + Duration::from_millis(ms)),
+        };
+        Self { per_try, deadline }
+    }
+
     /// The bound for an attempt starting at `now`, and whether it is the
     /// overall deadline (rather than the per-try timeout).
     fn attempt(&self, now: Instant) -> Option<(Duration, bool)> {
@@ -286,22 +329,14 @@ async fn attempts(
     shared: &Shared,
     backend: &Backend,
     state: Option<&ServiceState>,
-    proto: Proto,
-    peer: SocketAddr,
-    start: std::time::Instant,
+    cx: &CallContext,
     req: Request<Body>,
 ) -> (Response<Body>, bool) {
+    let (proto, peer, start) = (cx.proto, cx.peer, cx.start);
     let metrics = &backend.http_metrics;
     let begin = Instant::now();
     let policy = state.and_then(|s| s.retry.as_ref());
-    let limits = Limits {
-        per_try: policy
-            .and_then(|r| r.per_try_timeout_ms)
-            .map(Duration::from_millis),
-        deadline: policy
-            .and_then(|r| r.timeout_ms)
-            .map(|ms| begin + Duration::from_millis(ms)),
-    };
+    let limits = Limits::new(policy, cx, begin);
     let budget = state.and_then(|s| s.budget.as_ref());
     if let Some(b) = budget {
         b.request(begin);
@@ -388,5 +423,54 @@ async fn attempts(
         tracing::debug!(service = %backend.service, upstream = %ep.addr, reason = reason.label(), retries, "retrying");
         tried.push(ep.addr);
         tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_timeouts_replace_the_retry_policy_ones() {
+        let retry: RetryPolicy = serde_json::from_value(serde_json::json!({
+            "source": "shop/retry", "numRetries": 2, "retryOn": ["5xx"],
+            "perTryTimeoutMs": 50, "timeoutMs": 1000,
+            "backoff": {"baseMs": 1, "maxMs": 2},
+            "budget": {"ratio": 0.2, "minPerSecond": 1, "windowMs": 1000}
+        }))
+        .unwrap();
+        let mut cx = CallContext {
+            proto: Proto::Http1,
+            peer: "127.0.0.1:1".parse().unwrap(),
+            start: std::time::Instant::now(),
+            timeouts: RouteTimeouts::default(),
+        };
+        let begin = Instant::now();
+        let l = Limits::new(Some(&retry), &cx, begin);
+        assert_eq!(l.per_try, Some(Duration::from_millis(50)));
+        assert_eq!(l.deadline, Some(begin + Duration::from_secs(1)));
+        cx.timeouts = RouteTimeouts {
+            request: Some(Duration::from_secs(5)),
+            backend: Some(Duration::from_millis(200)),
+        };
+        let l = Limits::new(Some(&retry), &cx, begin);
+        assert_eq!(l.per_try, Some(Duration::from_millis(200)));
+        // The route's request timeout counts from when the request arrived.
+        let d = l.deadline.unwrap();
+        assert!(d <= begin + Duration::from_secs(5) && d > begin + Duration::from_secs(4));
+        let l = Limits::new(None, &cx, begin);
+        assert_eq!(l.per_try, Some(Duration::from_millis(200)));
+        assert_eq!(
+            Limits::new(
+                None,
+                &CallContext {
+                    timeouts: RouteTimeouts::default(),
+                    ..cx
+                },
+                begin
+            )
+            .deadline,
+            None
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Routing: from an original destination to a service port, then through an
 //! optional TrafficSplit (with HTTPRouteGroup matches) to a backend service
-//! whose balancer picks an endpoint. Built once per config; read-only after.
+//! whose balancer picks an endpoint, or through Gateway API routes
+//! ([`gamma`]) when the port has any. Built once per config; read-only after.
 
+pub mod gamma;
+pub mod gamma_edit;
 pub mod matcher;
 pub mod path;
 pub mod split;

@@ -1,6 +1,7 @@
 //! The routing table built from one [`ProxyConfig`]: ClusterIP:port and pod
 //! IP:port → [`PortRoute`]; inbound port → protocol and metrics.
 
+use super::gamma::GammaRoutes;
 use super::matcher::{CompiledMatch, MatchError, any_match, compile_all};
 use super::split::WeightedPicker;
 use super::traffic::{Faults, MirrorRoute};
@@ -78,6 +79,9 @@ pub struct PortRoute {
     pub faults: Arc<Faults>,
     /// Copies of requests sent to other services.
     pub mirrors: Arc<[MirrorRoute]>,
+    /// Gateway API routes for this port; when present they choose the backend
+    /// of every HTTP request instead of the split. Never on pod-IP destinations.
+    pub gamma: Option<Arc<GammaRoutes>>,
 }
 
 impl PortRoute {
@@ -95,10 +99,12 @@ impl PortRoute {
     }
 
     /// The backend for an opaque connection (split matches are HTTP-only, so a
-    /// split with matches never applies to TCP).
+    /// split with matches never applies to TCP). Gateway API routes are HTTP-only
+    /// too: a port with routes sends opaque connections to the service's own
+    /// endpoints, ignoring the split as HTTP requests do.
     pub fn select_tcp(&self) -> &Arc<Backend> {
         match &self.split {
-            Some(s) if s.matches.is_empty() => &s.backends[s.picker.pick()],
+            Some(s) if s.matches.is_empty() && self.gamma.is_none() => &s.backends[s.picker.pick()],
             _ => &self.root,
         }
     }
@@ -299,6 +305,7 @@ impl<'a> Builder<'a> {
             split,
             faults: Arc::new(Faults::compile(key, &svc.faults, self.metrics)?),
             mirrors: self.mirrors(svc, port).into(),
+            gamma: self.gamma(key, svc, port).map(Arc::new),
         })
     }
 }
@@ -357,6 +364,8 @@ impl RouteTable {
                         split: None,
                         faults: Arc::clone(&route.faults),
                         mirrors: Arc::clone(&route.mirrors),
+                        // A request sent straight to a pod IP bypasses routes.
+                        gamma: None,
                     };
                     by_addr.insert(addr, Arc::new(pod));
                 }

@@ -116,27 +116,42 @@ impl<'a> Builder<'a> {
             if !msvc.ports.iter().any(|p| p.port == mport) {
                 continue;
             }
-            let bal = self.balancer(mkey.as_str(), msvc, mport);
-            let backend = Arc::new(self.backend(msvc, mport, mkey.as_str(), msvc, bal, false));
-            let series = |result| {
-                self.metrics.families.series(
-                    MIRROR_METRIC,
-                    Kind::Counter,
-                    "Mirrored request copies, by result (sent, failed or dropped).",
-                    &dst_labels(mkey, ("result", result)),
-                )
-            };
-            out.push(MirrorRoute {
-                source: m.source.clone(),
-                percent: m.percent,
-                max_body_bytes: m.max_body_bytes,
-                backend,
-                sent: series("sent"),
-                failed: series("failed"),
-                dropped: series("dropped"),
-            });
+            let mut route = self.mirror_route(&m.source, mkey.as_str(), msvc, mport);
+            route.percent = m.percent;
+            route.max_body_bytes = m.max_body_bytes;
+            out.push(route);
         }
         out
+    }
+
+    /// A mirror route to `mport` of `msvc` (key `mkey`), copying nothing until
+    /// the caller sets `percent` and `max_body_bytes`.
+    pub(super) fn mirror_route(
+        &mut self,
+        source: &str,
+        mkey: &'a str,
+        msvc: &'a Service,
+        mport: u16,
+    ) -> MirrorRoute {
+        let bal = self.balancer(mkey, msvc, mport);
+        let backend = Arc::new(self.backend(msvc, mport, mkey, msvc, bal, false));
+        let series = |result| {
+            self.metrics.families.series(
+                MIRROR_METRIC,
+                Kind::Counter,
+                "Mirrored request copies, by result (sent, failed or dropped).",
+                &dst_labels(mkey, ("result", result)),
+            )
+        };
+        MirrorRoute {
+            source: source.to_owned(),
+            percent: 0.0,
+            max_body_bytes: 0,
+            backend,
+            sent: series("sent"),
+            failed: series("failed"),
+            dropped: series("dropped"),
+        }
     }
 }
 
