@@ -53,13 +53,20 @@ pub fn is_newer(installed: &str, ours: &str) -> bool {
     matches!((parse_version(installed), parse_version(ours)), (Some(a), Some(b)) if a > b)
 }
 
-/// Applies the Gateway API CRDs except those the cluster already has at a newer bundle
-/// version; waits until each applied one is Established. Returns the names applied.
+/// Applies the Gateway API bundle: its CRDs, except those the cluster already has at a newer
+/// bundle version (each applied one awaited until Established), then the bundle's other
+/// objects (v1.6's `safe-upgrades` ValidatingAdmissionPolicy and its binding) unless every
+/// CRD was left to a newer bundle. Returns the CRD names applied.
 pub async fn install(client: &kube::Client, timeout: Duration) -> Result<Vec<String>, ApplyError> {
-    let manifests = crds()?;
+    let (crd_docs, others): (Vec<Manifest>, Vec<Manifest>) = crds()?.into_iter().partition(|m| {
+        m.object
+            .types
+            .as_ref()
+            .is_some_and(|t| t.kind == "CustomResourceDefinition")
+    });
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut todo = Vec::new();
-    for m in manifests {
+    for m in crd_docs {
         let ours = m
             .object
             .metadata
@@ -82,11 +89,16 @@ pub async fn install(client: &kube::Client, timeout: Duration) -> Result<Vec<Str
                     .and_then(|mut a| a.remove(BUNDLE_VERSION))
             });
         if installed.as_deref().is_some_and(|v| is_newer(v, &ours)) {
+            tracing::info!(crd = m.name(), installed = ?installed, ours = %ours, "newer Gateway API CRD kept");
             continue;
         }
         todo.push(m);
     }
-    apply::install_crds(client, &todo, timeout).await
+    let names = apply::install_crds(client, &todo, timeout).await?;
+    if !names.is_empty() {
+        apply::apply_all(client, &others, timeout).await?;
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
