@@ -6,11 +6,18 @@
 //! entries changed; `lastTransitionTime` is kept while a condition's status
 //! stays the same.
 
+use super::{Applier, Outcome, memo_key};
 use crate::api::gateway::CONTROLLER_NAME;
 use crate::operator::render::CondValue;
+use crate::operator::render::RenderOutput;
+use crate::operator::render::gamma::RouteKey;
 use crate::operator::render::gamma::{ParentReport, RouteReport};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, PostParams};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 fn ours(entry: &Value) -> bool {
     entry.get("controllerName").and_then(Value::as_str) == Some(CONTROLLER_NAME)
@@ -79,6 +86,85 @@ pub fn merge(stored: Option<&Value>, report: &RouteReport, now: &Time) -> Option
     let mut out: Vec<Value> = theirs.into_iter().cloned().collect();
     out.extend(want);
     Some(out)
+}
+
+impl Applier {
+    /// GAMMA route status (`status.parents`), read-modify-write with the
+    /// resourceVersion; a conflict re-reads the object and recomputes.
+    pub(super) async fn route_statuses(
+        &self,
+        out: &RenderOutput,
+        routes: &HashMap<RouteKey, Arc<DynamicObject>>,
+        o: &mut Outcome,
+    ) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        for (key, report) in &out.gamma {
+            let Some(cached) = routes.get(key) else { continue };
+            let (version, kind, plural) = key.0.gvk();
+            let ar = ApiResource {
+                group: crate::api::gateway::GROUP.into(),
+                version: version.into(),
+                api_version: format!("{}/{version}", crate::api::gateway::GROUP),
+                kind: kind.into(),
+                plural: plural.into(),
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.1, &ar);
+            let mut obj: DynamicObject = (**cached).clone();
+            for attempt in 0..4 {
+                let Some(parents) = merge(obj.data.get("status"), report, &now) else {
+                    break;
+                };
+                let memo = crate::operator::render::content_hash(
+                    format!(
+                        "{:?}{}",
+                        obj.metadata.resource_version,
+                        Value::Array(parents.clone())
+                    )
+                    .as_bytes(),
+                );
+                let mkey = memo_key("route-status", &key.1, &format!("{kind}/{}", key.2));
+                if attempt == 0 && self.memo_says(&mkey, &memo) {
+                    break;
+                }
+                let mut body = obj.clone();
+                body.metadata.managed_fields = None;
+                match body.data.as_object_mut() {
+                    Some(m) => {
+                        let status = m.entry("status").or_insert_with(|| serde_json::json!({}));
+                        if !status.is_object() {
+                            *status = serde_json::json!({});
+                        }
+                        status["parents"] = Value::Array(parents);
+                    }
+                    None => break,
+                }
+                match api.replace_status(&key.2, &PostParams::default(), &body).await {
+                    Ok(_) => {
+                        o.writes += 1;
+                        self.metrics.wrote("status");
+                        self.remember(mkey, memo);
+                        break;
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => {
+                        match api.get_opt(&key.2).await {
+                            Ok(Some(fresh)) => obj = fresh,
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(kind, namespace = %key.1, name = %key.2, error = %e, "route status re-read failed");
+                                o.errors += 1;
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(kind, namespace = %key.1, name = %key.2, error = %e, "route status update failed");
+                        o.errors += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

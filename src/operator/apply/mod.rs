@@ -5,7 +5,8 @@
 //! the public trust bundle ConfigMap `weft-ca-bundle`. No workload key or certificate
 //! is stored (sidecars get theirs by CSR, `crate::identity`); identity Secrets left by
 //! earlier versions are deleted. Objects of identities that left the mesh are
-//! deleted. SMI/policy status is patched only on change; Events only on
+//! deleted. SMI/policy status is patched only on change (GAMMA route status:
+//! [`gamma_status`]); Events only on
 //! transitions. One object's failure never stops the others.
 
 pub mod catalog;
@@ -23,13 +24,12 @@ use crate::operator::state::{Kind, ObjectKey};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -358,83 +358,6 @@ impl Applier {
         self.statuses(out, objects, &mut o).await;
         self.route_statuses(out, routes, &mut o).await;
         o
-    }
-
-    /// GAMMA route status (`status.parents`), read-modify-write with the
-    /// resourceVersion; a conflict re-reads the object and recomputes.
-    async fn route_statuses(
-        &self,
-        out: &RenderOutput,
-        routes: &HashMap<RouteKey, Arc<DynamicObject>>,
-        o: &mut Outcome,
-    ) {
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        for (key, report) in &out.gamma {
-            let Some(cached) = routes.get(key) else { continue };
-            let (version, kind, plural) = key.0.gvk();
-            let ar = ApiResource {
-                group: crate::api::gateway::GROUP.into(),
-                version: version.into(),
-                api_version: format!("{}/{version}", crate::api::gateway::GROUP),
-                kind: kind.into(),
-                plural: plural.into(),
-            };
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.1, &ar);
-            let mut obj: DynamicObject = (**cached).clone();
-            for attempt in 0..4 {
-                let Some(parents) = gamma_status::merge(obj.data.get("status"), report, &now) else {
-                    break;
-                };
-                let memo = crate::operator::render::content_hash(
-                    format!(
-                        "{:?}{}",
-                        obj.metadata.resource_version,
-                        Value::Array(parents.clone())
-                    )
-                    .as_bytes(),
-                );
-                let mkey = memo_key("route-status", &key.1, &format!("{kind}/{}", key.2));
-                if attempt == 0 && self.memo_says(&mkey, &memo) {
-                    break;
-                }
-                let mut body = obj.clone();
-                body.metadata.managed_fields = None;
-                match body.data.as_object_mut() {
-                    Some(m) => {
-                        let status = m.entry("status").or_insert_with(|| serde_json::json!({}));
-                        if !status.is_object() {
-                            *status = serde_json::json!({});
-                        }
-                        status["parents"] = Value::Array(parents);
-                    }
-                    None => break,
-                }
-                match api.replace_status(&key.2, &PostParams::default(), &body).await {
-                    Ok(_) => {
-                        o.writes += 1;
-                        self.metrics.wrote("status");
-                        self.remember(mkey, memo);
-                        break;
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => {
-                        match api.get_opt(&key.2).await {
-                            Ok(Some(fresh)) => obj = fresh,
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::warn!(kind, namespace = %key.1, name = %key.2, error = %e, "route status re-read failed");
-                                o.errors += 1;
-                                break;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(kind, namespace = %key.1, name = %key.2, error = %e, "route status update failed");
-                        o.errors += 1;
-                        break;
-                    }
-                }
-            }
-        }
     }
 
     async fn statuses(

@@ -458,3 +458,36 @@ fn a_split_on_a_routed_service_says_so() {
         r.accepted.message
     );
 }
+
+#[test]
+fn routed_backends_keep_their_policies_and_render_is_order_independent() {
+    let mut st = mesh();
+    st.gamma_routes.extend([
+        http(NS, "b", 5, json!({"parentRefs": [parent("legacy")], "rules": [{"backendRefs": [{"name": "podinfo", "port": 9898}]}]})),
+        http(NS, "a", 5, json!({"parentRefs": [parent("legacy")], "rules": [{"backendRefs": [{"name": "legacy", "port": 80}]}]})),
+        http("web", "c", 1, json!({"parentRefs": [{"group": "", "kind": "Service", "name": "legacy", "namespace": NS}], "rules": [{}]})),
+    ]);
+    let a = render(&st);
+    // The CircuitBreaker on podinfo still applies to the routed backend.
+    assert!(
+        a.configs[&id("frontend")].config.services["shop/podinfo"]
+            .circuit_breaker
+            .is_some()
+    );
+    st.gamma_routes.reverse();
+    st.services.reverse();
+    let b = render(&st);
+    let hashes = |o: &RenderOutput| {
+        o.configs
+            .iter()
+            .map(|(k, c)| (k.clone(), c.hash.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hashes(&a), hashes(&b));
+    assert_eq!(a.gamma, b.gamma);
+    let sources: Vec<String> = routes_of(&a, (NS, "frontend"), "shop/legacy")
+        .into_iter()
+        .map(|e| e.source)
+        .collect();
+    assert_eq!(sources, ["httproute/shop/a/0", "httproute/shop/b/0"]);
+}

@@ -19,6 +19,7 @@ pub mod fault;
 pub mod fault_match;
 pub mod gamma;
 pub mod gamma_match;
+pub mod gamma_refs;
 pub mod inbound;
 pub mod mirror;
 pub mod policy;
