@@ -183,6 +183,14 @@ pub struct GrantTo {
 mod tests {
     use super::*;
 
+    /// weft installs the upstream Gateway API CRDs; `weft-crdgen` must never emit them.
+    #[test]
+    fn crdgen_does_not_generate_gateway_api_crds() {
+        for (file, crd) in crate::api::crds::all().unwrap() {
+            assert_ne!(crd.spec.group, GROUP, "{file}");
+        }
+    }
+
     #[test]
     fn routes_read_tolerantly() {
         let r: http::HttpRouteSpec = serde_json::from_value(serde_json::json!({
