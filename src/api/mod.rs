@@ -1,7 +1,8 @@
 //! Kubernetes API types weft serves or reads: the SMI groups (TrafficSplit,
 //! TrafficTarget, HTTPRouteGroup, TCPRoute) in every version weft serves, weft's
 //! own `policy.weft.dev` kinds (Retry, CircuitBreaker, LoadBalancing,
-//! FaultInjection, TrafficMirror, MeshConfig), and the CRD
+//! FaultInjection, TrafficMirror, MeshConfig), the Gateway API route kinds weft
+//! reads for GAMMA ([`gateway`], upstream CRDs, never generated here), and the CRD
 //! manifests generated from them ([`crds`]).
 
 pub mod access;
@@ -9,6 +10,7 @@ pub mod balancing;
 pub mod crds;
 pub mod duration;
 pub mod fault;
+pub mod gateway;
 pub mod mesh;
 pub mod mirror;
 pub mod policy;

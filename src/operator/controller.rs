@@ -7,9 +7,11 @@
 use super::apply::{Applier, ManagedStores, api_resource};
 use super::leader::{self, LeaseConfig};
 use super::metrics::{Metrics, ResultLabel};
+use super::render::gamma::RouteKey;
 use super::render::render;
 use super::snapshot::{self, Caches, LABEL_INJECT};
-use super::state::{Kind, ObjectKey};
+use super::state::{Kind, ObjectKey, RouteKind};
+use crate::api::gateway::{GROUP as GATEWAY_GROUP, REFERENCE_GRANT};
 use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
@@ -85,7 +87,9 @@ impl Drop for Tasks {
     }
 }
 
-fn drive<K, S>(tasks: &mut Tasks, stream: S, notify: Arc<Notify>)
+/// `quiet`: watch errors are logged at debug level (the Gateway API kinds, whose
+/// CRDs may be absent: one warning at start says so instead).
+fn drive<K, S>(tasks: &mut Tasks, stream: S, notify: Arc<Notify>, quiet: bool)
 where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     K: Send + 'static,
@@ -95,6 +99,7 @@ where
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(_) => notify.notify_one(),
+                Err(e) if quiet => tracing::debug!(error = %e, "watch error (retrying with backoff)"),
                 Err(e) => tracing::warn!(error = %e, "watch error (retrying with backoff)"),
             }
         }
@@ -110,7 +115,7 @@ where
     let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff()).modify(|o| {
         o.meta_mut().managed_fields = None;
     });
-    drive(tasks, stream, notify.clone());
+    drive(tasks, stream, notify.clone(), false);
     store
 }
 
@@ -119,12 +124,19 @@ fn dynamic(
     api: Api<DynamicObject>,
     ar: &ApiResource,
     notify: &Arc<Notify>,
+    quiet: bool,
 ) -> Store<DynamicObject> {
     let writer = reflector::store::Writer::new(ar.clone());
     let store = writer.as_reader();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-    drive(tasks, stream, notify.clone());
+    drive(tasks, stream, notify.clone(), quiet);
     store
+}
+
+/// The cached objects status is written to.
+struct Objects {
+    by_key: HashMap<ObjectKey, Arc<DynamicObject>>,
+    routes: HashMap<RouteKey, Arc<DynamicObject>>,
 }
 
 struct Inputs {
@@ -136,10 +148,59 @@ struct Inputs {
     mesh_configs: Store<DynamicObject>,
     namespaces: Store<Namespace>,
     managed: ManagedStores,
+    /// Gateway API kinds (GAMMA), each with whether its CRD was served at start
+    /// (only those are waited for; the others are picked up once installed).
+    gamma_routes: Vec<(RouteKind, Store<DynamicObject>, bool)>,
+    reference_grants: (Store<DynamicObject>, bool),
+}
+
+/// The Gateway API resources the API server serves: `(version, plural)`.
+async fn gateway_api_served(client: &Client) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for version in ["v1", "v1beta1"] {
+        if let Ok(list) = client
+            .list_api_group_resources(&format!("{GATEWAY_GROUP}/{version}"))
+            .await
+        {
+            out.extend(list.resources.into_iter().map(|r| (version.to_string(), r.name)));
+        }
+    }
+    out
+}
+
+fn gateway_resource((version, kind, plural): (&str, &str, &str)) -> ApiResource {
+    ApiResource {
+        group: GATEWAY_GROUP.into(),
+        version: version.into(),
+        api_version: format!("{GATEWAY_GROUP}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
 }
 
 impl Inputs {
-    fn start(client: &Client, tasks: &mut Tasks, notify: &Arc<Notify>) -> Self {
+    fn start(client: &Client, tasks: &mut Tasks, notify: &Arc<Notify>, served: &[(String, String)]) -> Self {
+        let is_served =
+            |(v, _, plural): (&str, &str, &str)| served.iter().any(|(sv, sp)| sv == v && sp == plural);
+        let gamma_routes = RouteKind::ALL
+            .iter()
+            .map(|k| {
+                let ar = gateway_resource(k.gvk());
+                let store = dynamic(tasks, Api::all_with(client.clone(), &ar), &ar, notify, true);
+                (*k, store, is_served(k.gvk()))
+            })
+            .collect();
+        let grant_ar = gateway_resource(REFERENCE_GRANT);
+        let reference_grants = (
+            dynamic(
+                tasks,
+                Api::all_with(client.clone(), &grant_ar),
+                &grant_ar,
+                notify,
+                true,
+            ),
+            is_served(REFERENCE_GRANT),
+        );
         let all = watcher::Config::default();
         let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
         let objects = Kind::ALL
@@ -148,7 +209,7 @@ impl Inputs {
                 let ar = api_resource(*k);
                 (
                     *k,
-                    dynamic(tasks, Api::all_with(client.clone(), &ar), &ar, notify),
+                    dynamic(tasks, Api::all_with(client.clone(), &ar), &ar, notify, false),
                 )
             })
             .collect();
@@ -165,7 +226,15 @@ impl Inputs {
             pods: typed(tasks, Api::all(client.clone()), all.clone(), notify),
             service_accounts: typed(tasks, Api::all(client.clone()), all, notify),
             objects,
-            mesh_configs: dynamic(tasks, Api::all_with(client.clone(), &mesh_ar), &mesh_ar, notify),
+            mesh_configs: dynamic(
+                tasks,
+                Api::all_with(client.clone(), &mesh_ar),
+                &mesh_ar,
+                notify,
+                false,
+            ),
+            gamma_routes,
+            reference_grants,
             namespaces: typed(
                 tasks,
                 Api::all(client.clone()),
@@ -191,13 +260,21 @@ impl Inputs {
         }
         self.mesh_configs.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
+        for (_, s, served) in &self.gamma_routes {
+            if *served {
+                s.wait_until_ready().await?;
+            }
+        }
+        if self.reference_grants.1 {
+            self.reference_grants.0.wait_until_ready().await?;
+        }
         self.managed.config_maps.wait_until_ready().await?;
         self.managed.secrets.wait_until_ready().await?;
         self.managed.roles.wait_until_ready().await?;
         self.managed.role_bindings.wait_until_ready().await
     }
 
-    fn caches(&self) -> (Caches, HashMap<ObjectKey, Arc<DynamicObject>>) {
+    fn caches(&self) -> (Caches, Objects) {
         let mut by_key = HashMap::new();
         let objects = self
             .objects
@@ -227,8 +304,21 @@ impl Inputs {
             objects,
             mesh_configs: self.mesh_configs.state(),
             namespaces: self.namespaces.state(),
+            gamma_routes: Vec::new(),
+            reference_grants: self.reference_grants.0.state(),
         };
-        (caches, by_key)
+        let mut caches = caches;
+        let mut routes = HashMap::new();
+        for (kind, store, _) in &self.gamma_routes {
+            let list = store.state();
+            for o in &list {
+                if let (Some(ns), Some(name)) = (o.metadata.namespace.clone(), o.metadata.name.clone()) {
+                    routes.insert((*kind, ns, name), o.clone());
+                }
+            }
+            caches.gamma_routes.push((*kind, list));
+        }
+        (caches, Objects { by_key, routes })
     }
 }
 
@@ -237,7 +327,22 @@ impl Inputs {
 pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl Future<Output = ()>) {
     let notify = Arc::new(Notify::new());
     let mut tasks = Tasks(Vec::new());
-    let inputs = Inputs::start(&client, &mut tasks, &notify);
+    let served = gateway_api_served(&client).await;
+    let gamma_on = RouteKind::ALL
+        .iter()
+        .all(|k| served.iter().any(|(v, p)| v == k.gvk().0 && p == k.gvk().2));
+    if gamma_on {
+        tracing::info!(group = GATEWAY_GROUP, "Gateway API CRDs found; GAMMA routes on");
+    } else {
+        // Kinds that are absent are still watched (with backoff, at most ~30 s apart),
+        // so routes are picked up once the CRDs are installed; errors are debug-only.
+        tracing::warn!(
+            group = GATEWAY_GROUP,
+            kinds = "HTTPRoute,GRPCRoute (v1), ReferenceGrant (v1beta1)",
+            "Gateway API CRDs not installed: GAMMA routes off until they are (make gateway-api-crds)"
+        );
+    }
+    let inputs = Inputs::start(&client, &mut tasks, &notify, &served);
     let (leader_tx, mut leader_rx) = watch::channel(opts.lease.is_none());
     if let Some(cfg) = opts.lease.clone() {
         tasks
@@ -319,7 +424,13 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
         .catalog_bytes
         .set(catalog.iter().map(|s| s.json.len()).sum::<usize>() as i64);
     let outcome = applier
-        .apply(&out, &state.mesh.trust_domain, &inputs.managed, &objects)
+        .apply(
+            &out,
+            &state.mesh.trust_domain,
+            &inputs.managed,
+            &objects.by_key,
+            &objects.routes,
+        )
         .await;
     let elapsed = started.elapsed();
     metrics.reconcile_duration.observe(elapsed.as_secs_f64());

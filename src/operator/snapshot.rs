@@ -334,6 +334,10 @@ pub struct Caches {
     pub mesh_configs: Vec<Arc<DynamicObject>>,
     /// Namespaces (only those labelled `weft.dev/inject=enabled` count).
     pub namespaces: Vec<Arc<Namespace>>,
+    /// Gateway API routes per kind (empty without the Gateway API CRDs).
+    pub gamma_routes: Vec<(RouteKind, Vec<Arc<DynamicObject>>)>,
+    /// Gateway API ReferenceGrants.
+    pub reference_grants: Vec<Arc<DynamicObject>>,
 }
 
 /// Builds the render input and the certificate lifetime.
@@ -378,7 +382,36 @@ pub fn cluster_state(c: &Caches) -> (ClusterState, Duration) {
             }
         }
     }
+    for (kind, objs) in &c.gamma_routes {
+        st.gamma_routes
+            .extend(objs.iter().filter_map(|o| gamma_route(*kind, o)));
+    }
+    st.reference_grants = c
+        .reference_grants
+        .iter()
+        .filter_map(|o| input(o, spec_of(o)))
+        .collect();
     (st, validity)
+}
+
+/// An HTTPRoute or GRPCRoute.
+pub fn gamma_route(kind: RouteKind, o: &DynamicObject) -> Option<GammaRoute> {
+    let spec = match kind {
+        RouteKind::Http => spec_of(o).map(RouteSpec::Http),
+        RouteKind::Grpc => spec_of(o).map(RouteSpec::Grpc),
+    };
+    Some(GammaRoute {
+        kind,
+        namespace: o.metadata.namespace.clone()?,
+        name: o.metadata.name.clone()?,
+        generation: o.metadata.generation,
+        created_ms: o
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond()),
+        spec,
+    })
 }
 
 #[cfg(test)]

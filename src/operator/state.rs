@@ -5,6 +5,9 @@
 
 use crate::api::balancing::LoadBalancingSpec;
 use crate::api::fault::FaultInjectionSpec;
+use crate::api::gateway::ReferenceGrantSpec;
+use crate::api::gateway::grpc::GrpcRouteSpec;
+use crate::api::gateway::http::HttpRouteSpec;
 use crate::api::mirror::TrafficMirrorSpec;
 use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
 use crate::api::specs::HttpMatch as ApiHttpMatch;
@@ -48,6 +51,63 @@ pub struct ClusterState {
     pub fault_injections: Vec<Input<FaultInjectionSpec>>,
     /// TrafficMirror policies.
     pub traffic_mirrors: Vec<Input<TrafficMirrorSpec>>,
+    /// Gateway API HTTPRoutes and GRPCRoutes (GAMMA; empty when the CRDs are absent).
+    pub gamma_routes: Vec<GammaRoute>,
+    /// Gateway API ReferenceGrants.
+    pub reference_grants: Vec<Input<ReferenceGrantSpec>>,
+}
+
+/// The Gateway API route kinds weft renders (GAMMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// `HTTPRoute`.
+    Http,
+    /// `GRPCRoute`.
+    Grpc,
+}
+
+impl RouteKind {
+    /// Both kinds.
+    pub const ALL: [RouteKind; 2] = [RouteKind::Http, RouteKind::Grpc];
+
+    /// `(version, kind, plural)`.
+    pub fn gvk(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            RouteKind::Http => crate::api::gateway::HTTP_ROUTE,
+            RouteKind::Grpc => crate::api::gateway::GRPC_ROUTE,
+        }
+    }
+
+    /// The kind name (`HTTPRoute`).
+    pub fn name(self) -> &'static str {
+        self.gvk().1
+    }
+}
+
+/// A parsed route spec of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteSpec {
+    /// An HTTPRoute.
+    Http(HttpRouteSpec),
+    /// A GRPCRoute.
+    Grpc(GrpcRouteSpec),
+}
+
+/// One HTTPRoute or GRPCRoute.
+#[derive(Debug, Clone)]
+pub struct GammaRoute {
+    /// Its kind.
+    pub kind: RouteKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp` in Unix milliseconds (precedence: older first).
+    pub created_ms: Option<i64>,
+    /// The parsed spec, or the parse error.
+    pub spec: Result<RouteSpec, String>,
 }
 
 /// Mesh-wide settings with defaults applied.
@@ -333,5 +393,11 @@ mod tests {
             assert!(has(plural, "watch") && has(plural, "list"), "{plural}");
             assert!(has(&format!("{plural}/status"), "patch"), "{plural}/status");
         }
+        for kind in RouteKind::ALL {
+            let plural = kind.gvk().2;
+            assert!(has(plural, "watch") && has(plural, "list"), "{plural}");
+            assert!(has(&format!("{plural}/status"), "update"), "{plural}/status");
+        }
+        assert!(has("referencegrants", "watch") && has("referencegrants", "list"));
     }
 }

@@ -5,17 +5,20 @@
 //! the public trust bundle ConfigMap `weft-ca-bundle`. No workload key or certificate
 //! is stored (sidecars get theirs by CSR, `crate::identity`); identity Secrets left by
 //! earlier versions are deleted. Objects of identities that left the mesh are
-//! deleted. SMI/policy status is patched only on change; Events only on
+//! deleted. SMI/policy status is patched only on change (GAMMA route status:
+//! [`gamma_status`]); Events only on
 //! transitions. One object's failure never stops the others.
 
 pub mod catalog;
 mod cleanup;
 pub mod drift;
+pub mod gamma_status;
 pub mod objects;
 pub mod status;
 
 use crate::certs::store::{self, CA_SECRET, CaState};
 use crate::operator::metrics::Metrics;
+use crate::operator::render::gamma::RouteKey;
 use crate::operator::render::{IdentityKey, RenderOutput};
 use crate::operator::state::{Kind, ObjectKey};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
@@ -258,6 +261,7 @@ impl Applier {
         trust_domain: &str,
         stores: &ManagedStores,
         objects: &HashMap<ObjectKey, Arc<DynamicObject>>,
+        routes: &HashMap<RouteKey, Arc<DynamicObject>>,
     ) -> Outcome {
         let mut o = Outcome::default();
         let count = |r: usize, o: &mut Outcome| {
@@ -352,6 +356,7 @@ impl Applier {
             o.next_prune = due;
         }
         self.statuses(out, objects, &mut o).await;
+        self.route_statuses(out, routes, &mut o).await;
         o
     }
 

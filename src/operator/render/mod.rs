@@ -17,6 +17,9 @@ pub mod balancing;
 pub mod catalog;
 pub mod fault;
 pub mod fault_match;
+pub mod gamma;
+pub mod gamma_match;
+pub mod gamma_refs;
 pub mod inbound;
 pub mod mirror;
 pub mod policy;
@@ -30,6 +33,8 @@ pub mod split;
 mod balancing_tests;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod gamma_tests;
 #[cfg(test)]
 mod mirror_tests;
 #[cfg(test)]
@@ -76,6 +81,8 @@ pub struct RenderOutput {
     pub skipped: BTreeMap<IdentityKey, String>,
     /// The shared service catalog the configs reference (`permissive` mode).
     pub catalog: Option<Catalog>,
+    /// Status per Gateway API route (GAMMA).
+    pub gamma: BTreeMap<gamma::RouteKey, gamma::RouteReport>,
 }
 
 /// Hex SHA-256 of a payload.
@@ -94,6 +101,13 @@ pub fn render(state: &ClusterState) -> RenderOutput {
     policy::apply_breakers(state, &mut shared, &mut reports);
     balancing::apply(state, &mut shared, &mut reports);
     mirror::apply(state, &mut shared, &mut reports);
+    let routed = gamma::build(state, &shared);
+    gamma::note_splits(state, &routed, &mut reports);
+    for (key, entries) in &routed.producer {
+        if let Some(svc) = shared.get_mut(key) {
+            svc.routes = entries.clone();
+        }
+    }
     let retries = policy::resolve_retries(state, &shared, &mut reports);
     let faults = fault::resolve(state, &shared, &mut reports);
     let grants = inbound::build(state, &routes, td, &mut reports);
@@ -121,6 +135,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                     .map(|id| (id, format!("service catalog: {e}")))
                     .collect();
                 out.reports = reports.finish();
+                out.gamma = routed.reports;
                 return out;
             }
         }
@@ -140,6 +155,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
         let me = spiffe_id(td, &id.0, &id.1);
         let mine = policy::retries_for(&retries, &id.0, &id.1);
         let my_faults = fault::faults_for(&faults, &id.0, &id.1);
+        let consumer = routed.consumer.get(&id.0);
         let (services, overlay, fault_overlay, catalog_ref) = match &out.catalog {
             Some(c) => {
                 let overlay: BTreeMap<String, RetryPolicy> = mine
@@ -155,11 +171,24 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                 (BTreeMap::new(), overlay, fault_overlay, Some(c.reference()))
             }
             None => {
-                let mut services: BTreeMap<String, Service> = scope
-                    .for_identity(&id, &me, &grants)
+                let mut keys = scope.for_identity(&id, &me, &grants);
+                // Consumer routes of this namespace replace the producer ones on the
+                // services it lists, and bring their backends along.
+                let extra: Vec<&String> = consumer
                     .into_iter()
-                    .map(|k| (k.clone(), shared[k].clone()))
+                    .flatten()
+                    .filter(|(svc, _)| keys.contains(*svc))
+                    .flat_map(|(_, entries)| gamma::referenced(entries))
+                    .filter_map(|k| shared.get_key_value(k).map(|(k, _)| k))
                     .collect();
+                scope.close(&mut keys, extra);
+                let mut services: BTreeMap<String, Service> =
+                    keys.into_iter().map(|k| (k.clone(), shared[k].clone())).collect();
+                for (svc, entries) in consumer.into_iter().flatten() {
+                    if let Some(s) = services.get_mut(svc) {
+                        s.routes = entries.clone();
+                    }
+                }
                 for (dest, policy) in mine {
                     if let Some(svc) = services.get_mut(dest) {
                         svc.retry = Some(policy.clone());
@@ -191,7 +220,15 @@ pub fn render(state: &ClusterState) -> RenderOutput {
             catalog: catalog_ref,
             retries: overlay,
             faults: fault_overlay,
-            routes: Default::default(),
+            routes: match &out.catalog {
+                Some(_) => consumer
+                    .into_iter()
+                    .flatten()
+                    .filter(|(svc, _)| shared.contains_key(*svc))
+                    .map(|(svc, entries)| (svc.clone(), entries.clone()))
+                    .collect(),
+                None => BTreeMap::new(),
+            },
         };
         if let Err(e) = config.validate_unassembled(|k| shared.contains_key(k)) {
             tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");
@@ -227,6 +264,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
         }
     }
     out.reports = reports.finish();
+    out.gamma = routed.reports;
     out
 }
 
@@ -269,6 +307,12 @@ impl<'a> Scope<'a> {
                     .iter()
                     .filter_map(|m| shared.get_key_value(&m.service).map(|(k, _)| k)),
             );
+            // Route backends and mirror targets (GAMMA producer routes).
+            d.extend(
+                gamma::referenced(&svc.routes)
+                    .into_iter()
+                    .filter_map(|k| shared.get_key_value(k).map(|(k, _)| k)),
+            );
             deps.insert(key, d);
         }
         Self { endpoint_ids, deps }
@@ -288,7 +332,15 @@ impl<'a> Scope<'a> {
             .filter(|(_, ids)| ids.is_empty() || ids.iter().any(|i| *i == me || allowed.contains(*i)))
             .map(|(k, _)| *k)
             .collect();
-        let mut stack: Vec<&'a String> = set.iter().copied().collect();
+        let roots: Vec<&'a String> = set.iter().copied().collect();
+        self.close(&mut set, roots);
+        set
+    }
+
+    /// Adds `roots` and everything they depend on to `set`.
+    fn close(&self, set: &mut BTreeSet<&'a String>, roots: Vec<&'a String>) {
+        let mut stack = roots;
+        set.extend(stack.iter().copied());
         while let Some(k) = stack.pop() {
             for d in self.deps.get(k).into_iter().flatten() {
                 if set.insert(d) {
@@ -296,6 +348,5 @@ impl<'a> Scope<'a> {
                 }
             }
         }
-        set
     }
 }

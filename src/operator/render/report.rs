@@ -63,6 +63,7 @@ struct Problems {
     generation: Option<i64>,
     refs: Vec<(&'static str, String)>,
     rejected: Option<(&'static str, String)>,
+    notes: Vec<String>,
 }
 
 /// Collects problems per object while rendering.
@@ -112,6 +113,15 @@ impl Reports {
         }
     }
 
+    /// A remark added to the `Accepted=True` message (e.g. a TrafficSplit whose
+    /// ports are routed by Gateway API routes instead).
+    pub fn note(&mut self, kind: Kind, namespace: &str, name: &str, msg: String) {
+        let p = self.objects.entry(key(kind, namespace, name)).or_default();
+        if !p.notes.contains(&msg) {
+            p.notes.push(msg);
+        }
+    }
+
     /// Whether the object was rejected so far.
     pub fn is_rejected(&self, kind: Kind, namespace: &str, name: &str) -> bool {
         self.objects
@@ -133,7 +143,10 @@ impl Reports {
                     None => CondValue {
                         ok: true,
                         reason: reason::ACCEPTED.into(),
-                        message: "applied".into(),
+                        message: std::iter::once("applied")
+                            .chain(p.notes.iter().map(String::as_str))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     },
                 };
                 let resolved_refs = match p.refs.first() {
