@@ -56,7 +56,12 @@ pub fn is_newer(installed: &str, ours: &str) -> bool {
 /// Applies the Gateway API CRDs except those the cluster already has at a newer bundle
 /// version; waits until each applied one is Established. Returns the names applied.
 pub async fn install(client: &kube::Client, timeout: Duration) -> Result<Vec<String>, ApplyError> {
-    let manifests = crds()?;
+    // The bundle also carries the `safe-upgrades` ValidatingAdmissionPolicy and its binding
+    // (config/crd/standard/gateway.networking.k8s.io_vap_safeupgrades.yaml): applied after
+    // the CRDs, like `kubectl apply -f standard-install.yaml`.
+    let (manifests, others): (Vec<Manifest>, Vec<Manifest>) = crds()?
+        .into_iter()
+        .partition(|m| m.gvk().is_ok_and(|g| g.kind == "CustomResourceDefinition"));
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut todo = Vec::new();
     for m in manifests {
@@ -86,7 +91,11 @@ pub async fn install(client: &kube::Client, timeout: Duration) -> Result<Vec<Str
         }
         todo.push(m);
     }
-    apply::install_crds(client, &todo, timeout).await
+    let applied = apply::install_crds(client, &todo, timeout).await?;
+    if !todo.is_empty() {
+        apply::apply_all(client, &others, timeout).await?;
+    }
+    Ok(applied)
 }
 
 #[cfg(test)]
