@@ -37,6 +37,9 @@ pub const ALL_FEATURES: &[&str] = &[
     "MeshHTTPRouteNamedRouteRule",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteParentRefPort",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
 ];
 
 /// MESH-HTTP's core features only: exactly the profile's core tests run.

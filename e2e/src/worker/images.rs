@@ -188,7 +188,10 @@ mod tests {
         let a = dir.path().join("a.tar");
         std::fs::write(&a, "").unwrap();
         assert!(parse_extra("").unwrap().is_empty());
-        assert_eq!(parse_extra(&format!("{}:", a.display())).unwrap(), std::slice::from_ref(&a));
+        assert_eq!(
+            parse_extra(&format!("{}:", a.display())).unwrap(),
+            std::slice::from_ref(&a)
+        );
         let missing = dir.path().join("missing.tar");
         let err = parse_extra(&format!("{}:{}", a.display(), missing.display())).unwrap_err();
         assert!(err.to_string().contains("missing.tar"), "{err}");
