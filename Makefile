@@ -48,7 +48,7 @@ lint: ## rustfmt check + clippy with -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test no-dev-cluster disk-space
-test: disk-space deps kube-bins node-tools gateway-api-crds images h2spec lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
+test: disk-space deps kube-bins node-tools gateway-api-crds images h2spec conformance-tools lint no-dev-cluster ## The full suite: lint, unit, component, real control plane, netns and e2e tests on the real node
 	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
 # A full `make test` leaves about 17 GiB under target/ (`du -sh target`: debug + release builds and the

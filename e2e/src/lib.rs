@@ -4,6 +4,7 @@
 //! [`worker`]) for the tests that run pods.
 
 pub mod apply;
+pub mod conformance;
 pub mod control_plane;
 pub mod dev_cluster;
 pub mod gateway_api;

@@ -65,6 +65,14 @@ pub fn control_plane() -> Result<&'static ControlPlane, Unavailable> {
 /// The control plane and the real worker node shared by all tests of this binary (started
 /// on first use; blocking; needs root). The node imports weft's images from `make images`.
 pub fn node() -> Result<(&'static ControlPlane, &'static WorkerNode), Unavailable> {
+    node_with_images(Vec::new())
+}
+
+/// [`node`], importing `extra` image archives too (e.g. the conformance suite's echo
+/// image). Only the first call of a binary starts the node, so its `extra` wins.
+pub fn node_with_images(
+    extra: Vec<std::path::PathBuf>,
+) -> Result<(&'static ControlPlane, &'static WorkerNode), Unavailable> {
     let cp = start_control_plane(true)
         .as_ref()
         .map_err(|e| Unavailable(e.clone()))?;
@@ -76,7 +84,8 @@ pub fn node() -> Result<(&'static ControlPlane, &'static WorkerNode), Unavailabl
     let node = NODE.get_or_init(|| {
         let repo = crate::apply::repo_root();
         images::check_fresh(&repo).map_err(|e| e.to_string())?;
-        let images = images::archives_in(&images::weft_images_dir(&repo)).map_err(|e| e.to_string())?;
+        let mut images = images::archives_in(&images::weft_images_dir(&repo)).map_err(|e| e.to_string())?;
+        images.extend(extra);
         let options = NodeOptions {
             images,
             ..NodeOptions::default()

@@ -85,6 +85,36 @@ pub fn check_fresh(repo_root: &Path) -> Result<(), ImageError> {
     }
 }
 
+/// Environment variable naming extra image archives every node start imports besides
+/// pause, CoreDNS and weft's images: paths separated by `:` (e.g. the conformance suite's
+/// echo image, `make conformance-tools`). Unset or empty = none.
+pub const EXTRA_IMAGES_ENV: &str = "WEFT_NODE_EXTRA_IMAGES";
+
+/// The archives `$WEFT_NODE_EXTRA_IMAGES` names ([`EXTRA_IMAGES_ENV`]); a named archive
+/// that does not exist is an error (a typo must not silently leave the image out).
+pub fn extra_archives() -> Result<Vec<PathBuf>, ImageError> {
+    parse_extra(std::env::var(EXTRA_IMAGES_ENV).unwrap_or_default().as_str())
+}
+
+fn parse_extra(value: &str) -> Result<Vec<PathBuf>, ImageError> {
+    value
+        .split(':')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let path = PathBuf::from(p);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(ImageError::Import {
+                    archive: path,
+                    detail: format!("named in ${EXTRA_IMAGES_ENV} but not a file"),
+                })
+            }
+        })
+        .collect()
+}
+
 /// The `*.tar` archives in `dir`, sorted.
 pub fn archives_in(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -150,6 +180,21 @@ mod tests {
                    unpacking sha256:7ff2 (sha256:cf12)...done\n";
         assert_eq!(imported_refs(out), ["docker.io/weft/proxy:0.1.0"]);
         assert!(imported_refs("").is_empty());
+    }
+
+    #[test]
+    fn extra_archives_are_colon_separated_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.tar");
+        std::fs::write(&a, "").unwrap();
+        assert!(parse_extra("").unwrap().is_empty());
+        assert_eq!(
+            parse_extra(&format!("{}:", a.display())).unwrap(),
+            std::slice::from_ref(&a)
+        );
+        let missing = dir.path().join("missing.tar");
+        let err = parse_extra(&format!("{}:{}", a.display(), missing.display())).unwrap_err();
+        assert!(err.to_string().contains("missing.tar"), "{err}");
     }
 
     #[test]

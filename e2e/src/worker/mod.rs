@@ -43,7 +43,8 @@ pub const NODE_NAME: &str = "weft-node-0";
 pub struct NodeOptions {
     /// State directory (wiped at start); `None` = a fresh `/tmp/weft-node-*` dir.
     pub state_dir: Option<PathBuf>,
-    /// Image archives to import besides pause and CoreDNS (weft's, from `make images`).
+    /// Image archives to import besides pause and CoreDNS (weft's, from `make images`);
+    /// those named in `$WEFT_NODE_EXTRA_IMAGES` ([`images::EXTRA_IMAGES_ENV`]) come after.
     pub images: Vec<PathBuf>,
     /// Budget for the whole start.
     pub ready_timeout: Duration,
@@ -236,6 +237,7 @@ impl WorkerNode {
             self.binaries.coredns_archive.clone(),
         ];
         archives.extend(options.images.iter().cloned());
+        archives.extend(images::extra_archives()?);
         for a in &archives {
             let refs = images::import(&self.binaries.ctr, &l.containerd_socket, a)?;
             tracing::info!(archive = %a.display(), refs = ?refs, "image imported");
