@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// Environment variable naming the conformance tools' cache entry (`make` exports it).
 pub const DIR_ENV: &str = "WEFT_CONFORMANCE_DIR";
 
