@@ -78,15 +78,7 @@ fn mesh_http_core_conformance() {
         install::set_mesh_modes(&client, "permissive", "strict")
             .await
             .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let watcher = tokio::spawn(conformance::watch_mesh_pods(client.clone(), stopped));
-        let suite = run.clone();
-        let outcome = tokio::task::spawn_blocking(move || suite.run()).await.unwrap();
-        let _ = stop.send(());
-        let seen = watcher.await.unwrap_or_default();
-        // Whatever happened, the suite's namespaces go (a killed suite leaves them).
-        conformance::delete_mesh_namespaces(&client, Duration::from_secs(120)).await;
-        (outcome, seen)
+        conformance::run_watched(&client, run.clone()).await
     });
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let (status, took) = outcome.unwrap_or_else(|e| {

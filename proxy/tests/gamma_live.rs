@@ -11,64 +11,41 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const APEX: &str = "198.19.0.10:80";
 
 /// A backend echoing every request header `h` as response header `x-req-h`
 /// (repeated values joined with `,`) and the path in `x-seen-path`.
 async fn header_echo(name: &'static str) -> Server {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let hits = Arc::new(AtomicU64::new(0));
-    let h = Arc::clone(&hits);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            let h = Arc::clone(&h);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    h.fetch_add(1, Ordering::Relaxed);
-                    let mut r = Response::builder().header("x-backend", name);
-                    for key in req.headers().keys() {
-                        let joined: Vec<&str> = req
-                            .headers()
-                            .get_all(key)
-                            .iter()
-                            .map(|v| v.to_str().unwrap())
-                            .collect();
-                        r = r.header(format!("x-req-{key}"), joined.join(","));
-                    }
-                    let path = req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default();
-                    let resp = r
-                        .header("x-seen-path", path)
-                        .body(Full::new(Bytes::from(name)))
-                        .unwrap();
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+    serve_http(move |req: Request<Incoming>| async move {
+        let mut r = Response::builder().header("x-backend", name);
+        for key in req.headers().keys() {
+            let joined: Vec<&str> = req
+                .headers()
+                .get_all(key)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            r = r.header(format!("x-req-{key}"), joined.join(","));
         }
-    });
-    Server::new(addr, hits, task)
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        r.header("x-seen-path", path)
+            .body(Full::new(Bytes::from(name)).boxed())
+            .unwrap()
+    })
+    .await
 }
 
 /// The apex `test/reviews` (protocol detect, its own endpoints `root`) with

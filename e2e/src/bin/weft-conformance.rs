@@ -130,14 +130,10 @@ async fn run(cli: &Cli, tools: &Tools, cp: &'static weft_e2e::ControlPlane) -> a
     run.only = cli.run_test.clone();
     eprintln!("==> running {} {}", tools.suite.display(), run.args().join(" "));
     eprintln!("    output: {}", run.log.display());
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let watcher = tokio::spawn(conformance::watch_mesh_pods(client.clone(), stopped));
-    let outcome = tokio::task::spawn_blocking(move || run.run().map(|r| (r, run))).await?;
-    let _ = stop.send(());
-    let seen = watcher.await.unwrap_or_default();
-    conformance::delete_mesh_namespaces(&client, Duration::from_secs(120)).await;
-    let ((status, took), run) = outcome?;
-    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    let log_path = run.log.clone();
+    let (outcome, seen) = conformance::run_watched(&client, run).await;
+    let (status, took) = outcome?;
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let report = Report::load(&report_path).ok();
     eprintln!(
         "==> the suite ran {:.0}s and exited with {status}",
@@ -152,7 +148,7 @@ async fn run(cli: &Cli, tools: &Tools, cp: &'static weft_e2e::ControlPlane) -> a
         bail!(
             "no report at {}; {problems:?}; output in {}",
             report_path.display(),
-            run.log.display()
+            log_path.display()
         );
     };
     println!("{}", report.summary());

@@ -273,6 +273,24 @@ pub async fn watch_mesh_pods(client: kube::Client, mut stop: tokio::sync::onesho
     }
 }
 
+/// Runs the suite (blocking, on a worker thread) while [`watch_mesh_pods`] records the
+/// suite's pods, then removes the namespaces a killed run leaves. Returns the run's outcome
+/// (exit status and duration) and the pods seen.
+pub async fn run_watched(
+    client: &kube::Client,
+    run: SuiteRun,
+) -> (Result<(ExitStatus, Duration), ConformanceError>, PodsSeen) {
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_mesh_pods(client.clone(), stopped));
+    let outcome = tokio::task::spawn_blocking(move || run.run())
+        .await
+        .unwrap_or_else(|e| Err(ConformanceError::Run(format!("the suite's thread: {e}"))));
+    let _ = stop.send(());
+    let seen = watcher.await.unwrap_or_default();
+    delete_mesh_namespaces(client, Duration::from_secs(120)).await;
+    (outcome, seen)
+}
+
 /// Deletes the suite's namespaces if a run left them (it removes them itself when it
 /// finishes; a killed run does not) and waits up to `timeout` for them to go. Best effort.
 pub async fn delete_mesh_namespaces(client: &kube::Client, timeout: Duration) {

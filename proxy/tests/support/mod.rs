@@ -55,6 +55,16 @@ impl Server {
 /// `x-backend`, echoing the request's `host` in `x-seen-host` and whether a
 /// hop-by-hop header leaked in `x-seen-hop`. `/slow` waits 300 ms, `/hang` never answers.
 pub async fn http_backend(name: &'static str) -> Server {
+    serve_http(move |req| answer(name, req)).await
+}
+
+/// An HTTP/1.1 + h2c (auto, upgrades allowed) backend on a loopback port answering every
+/// request with `handler`, counting requests in [`Server::hits`].
+pub async fn serve_http<F, Fut>(handler: F) -> Server
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<StreamBodyT>> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let hits = Arc::new(AtomicU64::new(0));
@@ -63,10 +73,12 @@ pub async fn http_backend(name: &'static str) -> Server {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
             let h = Arc::clone(&h);
+            let handler = handler.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     h.fetch_add(1, Ordering::Relaxed);
-                    async move { Ok::<_, Infallible>(answer(name, req).await) }
+                    let resp = handler(req);
+                    async move { Ok::<_, Infallible>(resp.await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(s), svc)
@@ -77,7 +89,8 @@ pub async fn http_backend(name: &'static str) -> Server {
     Server { addr, hits, task }
 }
 
-type StreamBodyT = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+/// The body type of the test backends' answers.
+pub type StreamBodyT = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn answer(name: &'static str, mut req: Request<Incoming>) -> Response<StreamBodyT> {
     let host = req
