@@ -18,7 +18,6 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use weft_e2e::conformance::{self, Report, SuiteRun, Tools};
-use weft_e2e::mesh::install;
 use weft_e2e::shared;
 
 fn root() -> bool {
@@ -67,17 +66,7 @@ fn mesh_http_core_conformance() {
         .unwrap();
     let (outcome, seen) = rt.block_on(async {
         let client = cp.client().unwrap();
-        install::install(
-            &client,
-            &weft_e2e::apply::repo_root(),
-            Duration::from_secs(180),
-            &|s| eprintln!("install: {s}"),
-        )
-        .await
-        .unwrap();
-        install::set_mesh_modes(&client, "permissive", "strict")
-            .await
-            .unwrap();
+        conformance::install_weft(&client).await.unwrap();
         conformance::run_watched(&client, run.clone()).await
     });
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use weft_e2e::conformance::{self, Report, SuiteRun, Tools};
-use weft_e2e::mesh::install;
 use weft_e2e::shared;
 
 #[derive(Debug, Parser)]
@@ -93,17 +92,9 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: &Cli, tools: &Tools, cp: &'static weft_e2e::ControlPlane) -> anyhow::Result<bool> {
     let client = cp.client()?;
     let t = Instant::now();
-    install::install(
-        &client,
-        &weft_e2e::apply::repo_root(),
-        Duration::from_secs(180),
-        &|s| eprintln!("install: {s}"),
-    )
-    .await
-    .context("installing weft")?;
-    install::set_mesh_modes(&client, "permissive", "strict")
+    conformance::install_weft(&client)
         .await
-        .context("setting MeshConfig accessMode: permissive")?;
+        .context("installing weft with MeshConfig accessMode: permissive")?;
     eprintln!(
         "==> weft installed in {:.0}s; MeshConfig default: accessMode permissive, mtlsMode strict",
         t.elapsed().as_secs_f64()

@@ -273,6 +273,19 @@ pub async fn watch_mesh_pods(client: kube::Client, mut stop: tokio::sync::onesho
     }
 }
 
+/// Installs weft (crds/, the Gateway API CRDs, manifests/) and sets the MeshConfig the suite
+/// needs: `accessMode: permissive` (it creates no SMI TrafficTargets) with strict mTLS.
+pub async fn install_weft(client: &kube::Client) -> Result<(), crate::mesh::MeshError> {
+    crate::mesh::install::install(
+        client,
+        &crate::apply::repo_root(),
+        Duration::from_secs(180),
+        &|s| eprintln!("install: {s}"),
+    )
+    .await?;
+    crate::mesh::install::set_mesh_modes(client, "permissive", "strict").await
+}
+
 /// Runs the suite (blocking, on a worker thread) while [`watch_mesh_pods`] records the
 /// suite's pods, then removes the namespaces a killed run leaves. Returns the run's outcome
 /// (exit status and duration) and the pods seen.

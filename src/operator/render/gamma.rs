@@ -97,6 +97,18 @@ struct Rule<'a> {
     timeouts: Option<&'a Timeouts>,
 }
 
+/// The translated matches of a rule (a rule without matches matches everything).
+fn rule_matches<M>(
+    matches: &[M],
+    translate: impl Fn(Option<&M>) -> Result<(RouteMatch, Specificity), Unsupported>,
+) -> Vec<Result<(RouteMatch, Specificity), Unsupported>> {
+    if matches.is_empty() {
+        vec![translate(None)]
+    } else {
+        matches.iter().map(|m| translate(Some(m))).collect()
+    }
+}
+
 fn rules(spec: &RouteSpec) -> (&[ParentRef], Vec<Rule<'_>>) {
     match spec {
         RouteSpec::Http(s) => (
@@ -105,11 +117,7 @@ fn rules(spec: &RouteSpec) -> (&[ParentRef], Vec<Rule<'_>>) {
                 .iter()
                 .map(|r| Rule {
                     name: r.name.as_deref(),
-                    matches: if r.matches.is_empty() {
-                        vec![tr::http_match(None)]
-                    } else {
-                        r.matches.iter().map(|m| tr::http_match(Some(m))).collect()
-                    },
+                    matches: rule_matches(&r.matches, tr::http_match),
                     filters: &r.filters,
                     backends: &r.backend_refs,
                     timeouts: r.timeouts.as_ref(),
@@ -122,11 +130,7 @@ fn rules(spec: &RouteSpec) -> (&[ParentRef], Vec<Rule<'_>>) {
                 .iter()
                 .map(|r| Rule {
                     name: r.name.as_deref(),
-                    matches: if r.matches.is_empty() {
-                        vec![tr::grpc_match(None)]
-                    } else {
-                        r.matches.iter().map(|m| tr::grpc_match(Some(m))).collect()
-                    },
+                    matches: rule_matches(&r.matches, tr::grpc_match),
                     filters: &r.filters,
                     backends: &r.backend_refs,
                     timeouts: None,
