@@ -78,6 +78,7 @@ fn forward_config(server: SocketAddr, protocol: Protocol, peer: Option<&str>) ->
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub fn server_config(app_port: u16, protocol: Protocol) -> ProxyConfig {
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     }
 }
 

@@ -111,6 +111,7 @@ fn base() -> ProxyConfig {
         retries: BTreeMap::new(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::api::mirror::TrafficMirrorSpec;
 use crate::api::policy::{CircuitBreakerSpec, RetrySpec};
 use crate::api::specs::HttpMatch as ApiHttpMatch;
 use crate::api::split::SplitView;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use weft_proxy_config::{AccessMode, MtlsMode};
 
@@ -55,6 +56,46 @@ pub struct ClusterState {
     pub gamma_routes: Vec<GammaRoute>,
     /// Gateway API ReferenceGrants.
     pub reference_grants: Vec<Input<ReferenceGrantSpec>>,
+    /// Ingress gateway inputs (GatewayClasses, Gateways, namespaces' labels,
+    /// listener certificate Secrets); empty when the CRDs are absent.
+    pub gateway: GatewayInputs,
+}
+
+/// What the ingress gateway renderer reads (`render::gateway*`).
+#[derive(Debug, Clone, Default)]
+pub struct GatewayInputs {
+    /// Every GatewayClass (the renderer keeps those with weft's controllerName).
+    pub classes: Vec<GatewayClassInput>,
+    /// Every Gateway.
+    pub gateways: Vec<GatewayInput>,
+    /// Labels of every namespace (`allowedRoutes.namespaces.from: Selector`).
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// `kubernetes.io/tls` Secrets, `(namespace, name)` → whether `tls.crt`
+    /// and `tls.key` parse as a PEM certificate chain and private key.
+    pub tls_secrets: BTreeMap<(String, String), bool>,
+}
+
+/// One GatewayClass.
+#[derive(Debug, Clone)]
+pub struct GatewayClassInput {
+    pub name: String,
+    pub generation: Option<i64>,
+    pub spec: Result<crate::api::gateway::gateway::GatewayClassSpec, String>,
+}
+
+/// One Gateway, with what the cluster says about the objects weft runs for it.
+#[derive(Debug, Clone)]
+pub struct GatewayInput {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub generation: Option<i64>,
+    pub created_ms: Option<i64>,
+    pub spec: Result<crate::api::gateway::gateway::GatewaySpec, String>,
+    /// ClusterIP of the gateway's Service (`status.addresses`), once it exists.
+    pub address: Option<String>,
+    /// Ready replicas of the gateway's Deployment.
+    pub ready_replicas: i32,
 }
 
 /// The Gateway API route kinds weft renders (GAMMA).

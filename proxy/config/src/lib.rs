@@ -10,6 +10,7 @@
 //! deterministic.
 
 mod catalog;
+pub mod gateway;
 pub mod identity;
 mod pattern;
 mod policy;
@@ -18,6 +19,7 @@ mod traffic;
 mod validate;
 
 pub use catalog::{CATALOG_KEY, CatalogIndex, CatalogRef, CatalogShard, INDEX_KEY, catalog_ref};
+pub use gateway::{GatewayConfig, GatewayListener, GatewayRoute, ListenerProtocol, StreamRoute};
 
 pub use pattern::compile_full;
 pub use policy::{
@@ -86,6 +88,10 @@ pub struct ProxyConfig {
     /// [`ProxyConfig::assemble`] (only with a catalog).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, Vec<RouteEntry>>,
+    /// Gateway mode: the Gateway listeners this (gateway) identity serves;
+    /// `None` for sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// A workload identity: a ServiceAccount in a namespace.

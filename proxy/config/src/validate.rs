@@ -55,6 +55,9 @@ impl ProxyConfig {
         for (key, svc) in &self.services {
             validate_service(self, &format!("services[\"{key}\"]"), key, svc)?;
         }
+        if let Some(g) = &self.gateway {
+            g.validate(self)?;
+        }
         Ok(())
     }
 
@@ -290,6 +293,7 @@ pub(crate) mod tests {
             retries: Default::default(),
             faults: Default::default(),
             routes: Default::default(),
+            gateway: None,
         }
     }
 

@@ -197,6 +197,7 @@ fn valid_config() -> impl Strategy<Value = ProxyConfig> {
             retries: BTreeMap::new(),
             faults: Default::default(),
             routes: Default::default(),
+            gateway: None,
         })
 }
 

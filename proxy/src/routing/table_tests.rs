@@ -127,6 +127,7 @@ fn config() -> ProxyConfig {
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     }
 }
 

@@ -212,6 +212,7 @@ pub fn explicit_config(upstream: SocketAddr) -> ProxyConfig {
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     }
 }
 

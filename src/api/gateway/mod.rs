@@ -5,6 +5,7 @@
 //! read fine. These are plain serde types, not `CustomResource`s: weft installs
 //! the upstream CRDs (`make gateway-api-crds`) and `weft-crdgen` never emits them.
 
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 

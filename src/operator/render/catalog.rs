@@ -173,6 +173,7 @@ fn validate_whole(
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     };
     let result = probe.validate();
     *services = probe.services;

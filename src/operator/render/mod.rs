@@ -20,6 +20,7 @@ pub mod fault_match;
 pub mod gamma;
 pub mod gamma_match;
 pub mod gamma_refs;
+pub mod gateway_routes;
 pub mod inbound;
 pub mod mirror;
 pub mod policy;
@@ -229,6 +230,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                     .collect(),
                 None => BTreeMap::new(),
             },
+            gateway: None,
         };
         if let Err(e) = config.validate_unassembled(|k| shared.contains_key(k)) {
             tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");

@@ -59,6 +59,7 @@ pub fn validate(services: Vec<Service>) -> Result<(), ValidationError> {
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
+        gateway: None,
     };
     config.validate()
 }
