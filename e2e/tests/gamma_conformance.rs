@@ -67,7 +67,7 @@ fn mesh_http_core_conformance() {
     let (outcome, seen) = rt.block_on(async {
         let client = cp.client().unwrap();
         conformance::install_weft(&client).await.unwrap();
-        conformance::run_watched(&client, run.clone()).await
+        conformance::run_watched(&client, conformance::Suite::Mesh, run.clone()).await
     });
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let (status, took) = outcome.unwrap_or_else(|e| {
@@ -80,7 +80,7 @@ fn mesh_http_core_conformance() {
         log_path.display()
     );
     let report = Report::load(&report_path).ok();
-    let problems = conformance::harness_problems(&seen, report.as_ref(), &log);
+    let problems = conformance::harness_problems(conformance::Suite::Mesh, &seen, report.as_ref(), &log);
     assert!(
         problems.is_empty(),
         "HARNESS failure (not a route failure): {}; suite output in {}",

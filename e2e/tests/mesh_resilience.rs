@@ -91,54 +91,10 @@ async fn mtls_on_the_wire_between_sidecars() {
         w.allow_client(&["server"]).await;
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("weft0.pcap");
-    let mut tcpdump = tokio::process::Command::new("tcpdump")
-        // -Z root: tcpdump would otherwise drop to its own user before opening the file.
-        // --immediate-mode: without it packets wait in the kernel ring for a buffer timeout
-        // and a SIGTERM in the meantime discards them (0 packets captured).
-        .args([
-            "-i",
-            &veth,
-            "-Z",
-            "root",
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(&pcap)
-        // Pod-to-pod TCP only (not the node's probes or the pod's API server traffic).
-        .arg("tcp and not host 198.18.0.1")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tcpdump (make deps installs it)");
-    // tcpdump says "listening on weft0" once the capture runs.
-    let mut stderr = tcpdump.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let listening = async {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 512];
-        while !String::from_utf8_lossy(&seen).contains("listening on") {
-            let n = stderr.read(&mut buf).await.unwrap();
-            assert!(n > 0, "tcpdump exited: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), listening)
-        .await
-        .unwrap();
+    let tcpdump = capture::Tcpdump::start(&veth).await.unwrap();
     let r = send(&netns, &format!("http://server.{ns}:{HTTP_PORT}/"), 20).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // SIGTERM (to the tcpdump this test started, by PID) lets it flush the capture.
-    let pid = tcpdump.id().unwrap().to_string();
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcpdump.wait()).await;
+    let wire = tcpdump.finish().await.unwrap();
     assert_eq!(success_ratio(&r), 1.0, "{}", statuses(&r));
-    let wire = capture::summarize_pcap(&std::fs::read(&pcap).unwrap()).unwrap();
     eprintln!("capture of pod-to-pod TCP on the server veth {veth} during 20 requests: {wire:?}");
     assert!(
         wire.tls_records >= 20,

@@ -146,3 +146,78 @@ mod tests {
         assert!(is_plaintext_http(b"HTTP/1.1 200 OK\r\n"));
     }
 }
+
+/// A `tcpdump` this process started on one interface (the host end of a pod's veth),
+/// capturing pod-to-pod TCP (not the node's probes or a pod's API server traffic: the
+/// bridge address 198.18.0.1 is left out) into a temporary pcap.
+#[derive(Debug)]
+pub struct Tcpdump {
+    child: tokio::process::Child,
+    pcap: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tcpdump {
+    /// Starts the capture on `iface` and returns once tcpdump says it is listening.
+    pub async fn start(iface: &str) -> Result<Self, String> {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let pcap = dir.path().join("capture.pcap");
+        let mut child = tokio::process::Command::new("tcpdump")
+            // -Z root: tcpdump would otherwise drop to its own user before opening the file.
+            // --immediate-mode: without it packets wait in the kernel ring for a buffer
+            // timeout and a SIGTERM in the meantime discards them (0 packets captured).
+            .args([
+                "-i",
+                iface,
+                "-Z",
+                "root",
+                "--immediate-mode",
+                "-U",
+                "-n",
+                "-s",
+                "0",
+                "-w",
+            ])
+            .arg(&pcap)
+            .arg("tcp and not host 198.18.0.1")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("tcpdump (make deps installs it): {e}"))?;
+        let mut stderr = child.stderr.take().ok_or("tcpdump has no stderr")?;
+        let mut seen = Vec::new();
+        let listening = async {
+            let mut buf = [0u8; 512];
+            while !String::from_utf8_lossy(&seen).contains("listening on") {
+                let n = stderr.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err(format!("tcpdump exited: {}", String::from_utf8_lossy(&seen)));
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), listening)
+            .await
+            .map_err(|_| "tcpdump did not start listening within 10 s".to_string())??;
+        Ok(Self {
+            child,
+            pcap,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the capture (SIGTERM to our tcpdump, by PID, so it flushes) and summarizes it.
+    pub async fn finish(mut self) -> Result<WireSummary, String> {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.child.wait()).await;
+        let data = std::fs::read(&self.pcap).map_err(|e| format!("reading the capture: {e}"))?;
+        summarize_pcap(&data)
+    }
+}

@@ -60,10 +60,11 @@ pub fn parse_replies(out: &str) -> Vec<Reply> {
     replies
 }
 
-/// One batch of requests from a pod's network namespace.
+/// One batch of requests from a pod's network namespace (or from the host: outside the
+/// mesh, as a client of an ingress gateway is).
 #[derive(Debug, Clone)]
 pub struct Batch<'a> {
-    /// The pod's network namespace.
+    /// The pod's network namespace; empty = the host's.
     pub netns: &'a str,
     /// The URL (a project address or a Service name from the pod's hosts file).
     pub url: &'a str,
@@ -78,6 +79,8 @@ pub struct Batch<'a> {
     /// A curl cookie jar file read and written across the batch (`-b`/`-c`), so a cookie
     /// set by one response is sent with the next request.
     pub cookie_jar: Option<&'a str>,
+    /// More curl arguments (e.g. `--resolve`, `--cacert`).
+    pub curl_args: &'a [&'a str],
 }
 
 impl<'a> Batch<'a> {
@@ -91,6 +94,23 @@ impl<'a> Batch<'a> {
             method: "GET",
             timeout: Duration::from_secs(5),
             cookie_jar: None,
+            curl_args: &[],
+        }
+    }
+
+    /// `count` GETs of `url` from the host (outside every pod), 5 s each at most.
+    pub fn from_host(url: &'a str, count: usize) -> Self {
+        Self::get("", url, count)
+    }
+
+    /// The program and its arguments: `ip netns exec <netns> curl …`, or `curl …` on the host.
+    pub fn command(&self) -> (&'static str, Vec<String>) {
+        let mut argv = self.argv();
+        if self.netns.is_empty() {
+            argv.drain(..4);
+            ("curl", argv)
+        } else {
+            ("ip", argv)
         }
     }
 
@@ -100,6 +120,7 @@ impl<'a> Batch<'a> {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        a.extend(self.curl_args.iter().map(|s| s.to_string()));
         a.extend(["-m".into(), format!("{:.1}", self.timeout.as_secs_f64())]);
         a.extend(["-H".into(), "Connection: close".into()]);
         for h in self.headers {
@@ -116,8 +137,9 @@ impl<'a> Batch<'a> {
     /// Runs the batch (sequential requests, one connection each).
     pub async fn run(&self) -> Result<Vec<Reply>, MeshError> {
         let limit = self.timeout * (self.count as u32 + 1) + Duration::from_secs(5);
-        let child = tokio::process::Command::new("ip")
-            .args(self.argv())
+        let (program, args) = self.command();
+        let child = tokio::process::Command::new(program)
+            .args(args)
             .kill_on_drop(true)
             .output();
         let out = tokio::time::timeout(limit, child)
