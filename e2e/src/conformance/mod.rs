@@ -261,6 +261,31 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_run_names_weft_s_class_and_the_gateway_profile() {
+        let run = SuiteRun::for_suite(
+            Suite::Gateway,
+            Path::new("/x/conformance.test"),
+            Path::new("/k"),
+            false,
+            Path::new("/r/gw.yaml"),
+        );
+        let args = run.args();
+        for want in ["-gateway-class=weft", "-conformance-profiles=GATEWAY-HTTP"] {
+            assert!(args.iter().any(|a| a == want), "{want} missing in {args:?}");
+        }
+        let features = args
+            .iter()
+            .find_map(|a| a.strip_prefix("-supported-features="))
+            .unwrap();
+        for core in CORE_GATEWAY_FEATURES {
+            assert!(features.split(',').any(|f| f == *core), "{core} in {features}");
+        }
+        let mesh = SuiteRun::for_suite(Suite::Mesh, Path::new("/s"), Path::new("/k"), true, Path::new("/r"));
+        assert!(mesh.args().iter().any(|a| a == "-gateway-class=weft-unused"));
+        assert_eq!(Suite::Gateway.namespaces(), GATEWAY_NAMESPACES);
+    }
+
+    #[test]
     fn claims_every_mesh_extended_feature() {
         // pkg/features/mesh.go (v1.6.3) MeshExtendedFeatures.
         for f in [
