@@ -280,7 +280,13 @@ mod tests {
         for core in CORE_GATEWAY_FEATURES {
             assert!(features.split(',').any(|f| f == *core), "{core} in {features}");
         }
-        let mesh = SuiteRun::for_suite(Suite::Mesh, Path::new("/s"), Path::new("/k"), true, Path::new("/r"));
+        let mesh = SuiteRun::for_suite(
+            Suite::Mesh,
+            Path::new("/s"),
+            Path::new("/k"),
+            true,
+            Path::new("/r"),
+        );
         assert!(mesh.args().iter().any(|a| a == "-gateway-class=weft-unused"));
         assert_eq!(Suite::Gateway.namespaces(), GATEWAY_NAMESPACES);
     }
