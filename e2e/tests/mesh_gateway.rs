@@ -116,6 +116,7 @@ fn ok_from_server(r: &[Reply]) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the acceptance test of the ingress gateway (issue 21): the operator does not run gateways yet"]
 async fn outside_traffic_reaches_a_meshed_backend_through_the_gateway_over_mtls() {
     let Some((_serial, w)) = World::begin(
         "outside_traffic_reaches_a_meshed_backend_through_the_gateway_over_mtls",
