@@ -20,6 +20,7 @@ pub mod fault_match;
 pub mod gamma;
 pub mod gamma_match;
 pub mod gamma_refs;
+pub mod gateway;
 pub mod gateway_routes;
 pub mod inbound;
 pub mod mirror;
@@ -84,6 +85,8 @@ pub struct RenderOutput {
     pub catalog: Option<Catalog>,
     /// Status per Gateway API route (GAMMA).
     pub gamma: BTreeMap<gamma::RouteKey, gamma::RouteReport>,
+    /// Ingress gateways: what to run for each weft Gateway and its status.
+    pub gateways: gateway::GatewayRender,
 }
 
 /// Hex SHA-256 of a payload.
