@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod controller;
+pub mod gateway_class;
 pub mod leader;
 pub mod metrics;
 pub mod render;
