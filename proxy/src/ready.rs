@@ -12,6 +12,8 @@ pub enum Gate {
     Config,
     /// The workload certificate is loaded (registered by the mTLS layer).
     Identity,
+    /// Gateway mode: every listener of the applied config is bound.
+    Listeners,
 }
 
 /// The set of required gates and which are open.

@@ -8,7 +8,7 @@
 
 use super::body::Body;
 use super::errors::ProxyError;
-use crate::metrics::Class;
+use crate::metrics::{Class, HttpMetrics};
 use crate::routing::PortRoute;
 use crate::routing::gamma::{GammaEntry, GammaRoutes, RouteRequest, RouteTarget};
 use crate::routing::gamma_edit::{RedirectFrom, host_without_port, location, rewritten_path};
@@ -56,16 +56,38 @@ fn request_authority<B>(req: &Request<B>) -> &str {
         .unwrap_or("")
 }
 
-/// A weft answer counted on the dialled service's own metrics.
-fn answer(route: &PortRoute, start: Instant, e: ProxyError) -> Decision<'static> {
-    let metrics = &route.root.http_metrics;
+/// Where a routed request arrived: the metrics weft's own answers are counted
+/// on and the port redirects leave out.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// For logs: the dialled service, or the gateway listener.
+    pub name: &'a str,
+    /// The dialled service port, or the gateway listener port.
+    pub port: u16,
+    pub metrics: &'a HttpMetrics,
+}
+
+impl<'a> Origin<'a> {
+    /// The origin of a request dialled to a service port.
+    pub fn service(route: &'a PortRoute) -> Self {
+        Self {
+            name: &route.service,
+            port: route.port,
+            metrics: &route.root.http_metrics,
+        }
+    }
+}
+
+/// A weft answer counted on the origin's metrics.
+fn answer(origin: &Origin<'_>, start: Instant, e: ProxyError) -> Decision<'static> {
+    let metrics = origin.metrics;
     metrics.request();
     metrics.latency(start.elapsed());
     Decision::Answer(Box::new(e.response(Some(metrics))))
 }
 
 fn redirect_answer(
-    route: &PortRoute,
+    origin: &Origin<'_>,
     entry: &GammaEntry,
     redirect: &weft_proxy_config::Redirect,
     normalized: &str,
@@ -80,10 +102,10 @@ fn redirect_answer(
         host: host_without_port(request_authority(req)),
         path: &target_path,
         query: req.uri().query(),
-        service_port: route.port,
+        service_port: origin.port,
     };
     let loc = location(redirect, &from);
-    let metrics = &route.root.http_metrics;
+    let metrics = origin.metrics;
     metrics.request();
     metrics.latency(start.elapsed());
     let Ok(value) = HeaderValue::from_str(&loc) else {
@@ -142,6 +164,17 @@ pub fn decide<'r>(
     start: Instant,
     req: &mut Request<Body>,
 ) -> Decision<'r> {
+    decide_with(&Origin::service(route), start, req, |view| routes.find(view))
+}
+
+/// Runs the entry `find` picks for `req` (`404 no-route` when none): answers a
+/// redirect or `500 no-backend` itself, or edits the request and names the backend.
+pub fn decide_with<'r>(
+    origin: &Origin<'_>,
+    start: Instant,
+    req: &mut Request<Body>,
+    find: impl FnOnce(&RouteRequest<'_>) -> Option<&'r GammaEntry>,
+) -> Decision<'r> {
     // Matches see the normalized path (the raw one when it cannot be
     // normalized: the destination's sidecar refuses it).
     let raw = req.uri().path().to_owned();
@@ -154,12 +187,12 @@ pub fn decide<'r>(
         query: req.uri().query(),
         headers: req.headers(),
     };
-    let Some(entry) = routes.find(&view) else {
-        tracing::debug!(service = %route.service, port = route.port, path = %raw, "no route matches");
-        return answer(route, start, ProxyError::NoRoute);
+    let Some(entry) = find(&view) else {
+        tracing::debug!(origin = %origin.name, port = origin.port, path = %raw, "no route matches");
+        return answer(origin, start, ProxyError::NoRoute);
     };
     if let Some(redirect) = &entry.redirect {
-        return redirect_answer(route, entry, redirect, &normalized, req, start);
+        return redirect_answer(origin, entry, redirect, &normalized, req, start);
     }
     for e in &entry.headers.request {
         e.apply(req.headers_mut());
@@ -173,7 +206,7 @@ pub fn decide<'r>(
         .and_then(|t| t.backend.as_ref().map(|b| (t, Arc::clone(b))))
     else {
         tracing::debug!(source = %entry.source, "route has no usable backend");
-        return answer(route, start, ProxyError::NoBackend);
+        return answer(origin, start, ProxyError::NoBackend);
     };
     for e in &target.headers.request {
         e.apply(req.headers_mut());

@@ -10,6 +10,7 @@ use super::errors::ProxyError;
 use super::gamma::{Decision, Routed};
 use super::policy::CallContext;
 use super::{Proto, Shared, fault, gamma, mirror, policy, sticky};
+use crate::routing::Backend;
 use http::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +57,58 @@ pub async fn handle(
     if !route.mirrors.is_empty() {
         mirror::start(shared, &route.mirrors, proto, peer, &mut req);
     }
-    if let Some(r) = &routed
+    finish_call(
+        shared,
+        &backend,
+        routed.as_ref(),
+        proto,
+        peer,
+        start,
+        set_cookie,
+        req,
+    )
+    .await
+}
+
+/// Forwards a request a gateway route picked: sticky cookie, the entry's
+/// mirrors, the policy layer, then the route's response header filters.
+pub async fn forward_routed(
+    shared: &Arc<Shared>,
+    routed: &Routed<'_>,
+    proto: Proto,
+    peer: SocketAddr,
+    start: Instant,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    let backend = Arc::clone(&routed.backend);
+    let set_cookie = sticky::ensure(&backend, &mut req);
+    finish_call(
+        shared,
+        &backend,
+        Some(routed),
+        proto,
+        peer,
+        start,
+        set_cookie,
+        req,
+    )
+    .await
+}
+
+/// The route entry's mirrors, the policy layer, then the route's response
+/// header filters and the sticky cookie.
+#[allow(clippy::too_many_arguments)]
+async fn finish_call(
+    shared: &Arc<Shared>,
+    backend: &Backend,
+    routed: Option<&Routed<'_>>,
+    proto: Proto,
+    peer: SocketAddr,
+    start: Instant,
+    set_cookie: Option<http::HeaderValue>,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    if let Some(r) = routed
         && !r.entry.mirrors.is_empty()
     {
         mirror::start(shared, &r.entry.mirrors, proto, peer, &mut req);
@@ -65,10 +117,10 @@ pub async fn handle(
         proto,
         peer,
         start,
-        timeouts: routed.as_ref().map(|r| r.entry.timeouts).unwrap_or_default(),
+        timeouts: routed.map(|r| r.entry.timeouts).unwrap_or_default(),
     };
-    let mut resp = policy::call_in(shared, &backend, &cx, req).await;
-    if let Some(r) = &routed {
+    let mut resp = policy::call_in(shared, backend, &cx, req).await;
+    if let Some(r) = routed {
         r.finish(&mut resp);
     }
     sticky::finish(&mut resp, set_cookie);

@@ -328,6 +328,13 @@ pub struct GammaRoutes {
     entries: Vec<GammaEntry>,
 }
 
+impl GammaEntry {
+    /// Whether the entry's match holds for `req`.
+    pub fn holds(&self, req: &RouteRequest<'_>) -> bool {
+        self.matcher.holds(req)
+    }
+}
+
 impl GammaRoutes {
     /// The first entry whose match holds.
     pub fn find(&self, req: &RouteRequest<'_>) -> Option<&GammaEntry> {
@@ -359,7 +366,7 @@ impl<'a> Builder<'a> {
             let rule = match rules.get(e.source.as_str()) {
                 Some(r) => Arc::clone(r),
                 None => {
-                    let r = Arc::new(self.rule_backends(svc, port, e));
+                    let r = Arc::new(self.rule_backends(Some((svc, port)), e));
                     rules.insert(e.source.as_str(), Arc::clone(&r));
                     r
                 }
@@ -373,7 +380,7 @@ impl<'a> Builder<'a> {
         Some(GammaRoutes { entries })
     }
 
-    fn gamma_entry(&mut self, e: &'a RouteEntry, rule: Arc<RuleBackends>) -> GammaEntry {
+    pub(super) fn gamma_entry(&mut self, e: &'a RouteEntry, rule: Arc<RuleBackends>) -> GammaEntry {
         let mut redirect = None;
         let mut rewrite = None;
         let mut mirrors = Vec::new();
@@ -415,15 +422,20 @@ impl<'a> Builder<'a> {
     }
 
     /// The backends of the rule `e` belongs to, reached through `root` port `port`
-    /// (built from the rule's first entry: every entry of a rule carries the
-    /// same backends).
-    fn rule_backends(&mut self, root: &'a Service, port: u16, e: &'a RouteEntry) -> RuleBackends {
+    /// (`None`: each backend is addressed directly, as from a gateway listener);
+    /// built from the rule's first entry: every entry of a rule carries the
+    /// same backends.
+    pub(super) fn rule_backends(
+        &mut self,
+        root: Option<(&'a Service, u16)>,
+        e: &'a RouteEntry,
+    ) -> RuleBackends {
         let weights: Vec<u64> = e.backends.iter().map(|b| u64::from(b.weight)).collect();
         let targets = e
             .backends
             .iter()
             .map(|b| RouteTarget {
-                backend: self.route_backend(root, port, b),
+                backend: self.route_backend(root, b),
                 headers: HeaderFilters::compile(&e.source, &b.filters),
             })
             .collect();
@@ -433,7 +445,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn route_backend(&mut self, root: &'a Service, port: u16, b: &RouteBackend) -> Option<Arc<Backend>> {
+    fn route_backend(&mut self, root: Option<(&'a Service, u16)>, b: &RouteBackend) -> Option<Arc<Backend>> {
         let (bkey, bsvc) = self.cfg.services.get_key_value(b.service.as_deref()?)?;
         // A port the backend Service does not have is an unresolved reference too.
         if !bsvc.ports.iter().any(|p| p.port == b.port) {
@@ -441,6 +453,7 @@ impl<'a> Builder<'a> {
             return None;
         }
         let bal = self.balancer(bkey.as_str(), bsvc, b.port);
+        let (root, port) = root.unwrap_or((bsvc, b.port));
         Some(Arc::new(self.backend(root, port, bkey.as_str(), bsvc, bal, true)))
     }
 }

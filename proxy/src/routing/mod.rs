@@ -5,6 +5,7 @@
 
 pub mod gamma;
 pub mod gamma_edit;
+pub mod gateway;
 pub mod matcher;
 pub mod path;
 pub mod split;

@@ -2,6 +2,7 @@
 //! IP:port → [`PortRoute`]; inbound port → protocol and metrics.
 
 use super::gamma::GammaRoutes;
+use super::gateway::ListenerRoutes;
 use super::matcher::{CompiledMatch, MatchError, any_match, compile_all};
 use super::split::WeightedPicker;
 use super::traffic::{Faults, MirrorRoute};
@@ -151,6 +152,8 @@ pub struct RouteTable {
     inbound_default: Arc<InboundPort>,
     /// Metrics for connections to destinations unknown to the mesh.
     pub passthrough: Arc<TcpMetrics>,
+    /// Gateway listeners' routes by listener name (gateway mode only).
+    gateway: HashMap<String, Arc<ListenerRoutes>>,
 }
 
 /// Error building a table.
@@ -371,6 +374,7 @@ impl RouteTable {
                 }
             }
         }
+        let gateway = b.gateway();
         let inbound_port = |port: Option<u16>, protocol| {
             let p = port.map(|p| p.to_string());
             let mut l = vec![("direction", "inbound")];
@@ -395,12 +399,18 @@ impl RouteTable {
             inbound,
             inbound_default: inbound_port(None, Protocol::Detect),
             passthrough: metrics.tcp(labels(&[("direction", "outbound"), ("dst_service", "")])),
+            gateway,
         })
     }
 
     /// The route for an original destination, `None` if unknown to the mesh.
     pub fn outbound(&self, dst: &SocketAddr) -> Option<&Arc<PortRoute>> {
         self.by_addr.get(dst)
+    }
+
+    /// The routes of gateway listener `name`.
+    pub fn gateway_listener(&self, name: &str) -> Option<&Arc<ListenerRoutes>> {
+        self.gateway.get(name)
     }
 
     /// The inbound settings for a local port.

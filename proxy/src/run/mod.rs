@@ -76,6 +76,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The workload identity, when mTLS is configured.
     pub identity: Option<Arc<IdentityStore>>,
+    /// State every connection shares (config, connectors, settings, drain).
+    pub shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -205,11 +207,17 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         inbound_addrs,
         admin_addr,
         identity,
+        shared,
         tasks,
     })
 }
 
 impl Running {
+    /// Adds a task stopped with the proxy at shutdown.
+    pub fn spawn(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
     /// Stops accepting, waits up to `grace` for live connections, then stops
     /// every task. Returns how many connections were still open.
     pub async fn shutdown(self, grace: Duration) -> usize {

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 pub struct GrpcRouteSpec {
     #[serde(default)]
     pub parent_refs: Vec<ParentRef>,
+    /// Hostnames the route answers on a Gateway listener (ignored for Service
+    /// parents); empty = every hostname the listener takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
     #[serde(default)]
     pub rules: Vec<GrpcRule>,
 }

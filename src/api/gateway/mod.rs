@@ -48,6 +48,12 @@ impl ParentRef {
     pub fn is_service(&self) -> bool {
         matches!(self.group.as_deref(), Some("" | "core")) && self.kind.as_deref() == Some("Service")
     }
+
+    /// Whether the parent is a Gateway (group and kind default to it).
+    pub fn is_gateway(&self) -> bool {
+        self.group.as_deref().is_none_or(|g| g == GROUP)
+            && self.kind.as_deref().is_none_or(|k| k == "Gateway")
+    }
 }
 
 /// `backendRefs[]` and filter `backendRef`s (`BackendObjectReference` + weight).

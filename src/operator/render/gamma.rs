@@ -89,7 +89,7 @@ pub fn referenced(entries: &[RouteEntry]) -> BTreeSet<&String> {
 }
 
 /// One rule of either kind, reduced to what the translation needs.
-struct Rule<'a> {
+pub(super) struct Rule<'a> {
     name: Option<&'a str>,
     matches: Vec<Result<(RouteMatch, Specificity), Unsupported>>,
     filters: &'a [Filter],
@@ -109,7 +109,8 @@ fn rule_matches<M>(
     }
 }
 
-fn rules(spec: &RouteSpec) -> (&[ParentRef], Vec<Rule<'_>>) {
+/// The parentRefs and rules of a route of either kind.
+pub(super) fn rules(spec: &RouteSpec) -> (&[ParentRef], Vec<Rule<'_>>) {
     match spec {
         RouteSpec::Http(s) => (
             &s.parent_refs,
@@ -142,7 +143,12 @@ fn rules(spec: &RouteSpec) -> (&[ParentRef], Vec<Rule<'_>>) {
 
 impl Ctx<'_> {
     /// The entries of this route for this parent, with their sort keys.
-    fn entries(&self, rules: &[Rule<'_>], ports: &[u16], p: &mut Problems) -> Vec<(Precedence, RouteEntry)> {
+    pub(super) fn entries(
+        &self,
+        rules: &[Rule<'_>],
+        ports: &[u16],
+        p: &mut Problems,
+    ) -> Vec<(Precedence, RouteEntry)> {
         let r = self.route;
         let kind = r.kind.name().to_ascii_lowercase();
         let mut out = Vec::new();

@@ -31,9 +31,14 @@ impl Problems {
     }
 
     pub(super) fn finish(self, parent_ref: ParentRef) -> ParentReport {
+        self.finish_for(parent_ref, "route attached to the Service")
+    }
+
+    /// [`Problems::finish`] with the message of an accepted route.
+    pub(super) fn finish_for(self, parent_ref: ParentRef, attached: &str) -> ParentReport {
         let accepted = match self.rejected {
             Some((why, msg)) => cond(false, why, msg),
-            None => cond(true, reason::ACCEPTED, "route attached to the Service".into()),
+            None => cond(true, reason::ACCEPTED, attached.into()),
         };
         let resolved_refs = match self.refs.first() {
             None => cond(true, reason::RESOLVED_REFS, "all references resolved".into()),

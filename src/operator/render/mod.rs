@@ -21,6 +21,7 @@ pub mod gamma;
 pub mod gamma_match;
 pub mod gamma_refs;
 pub mod gateway;
+pub mod gateway_listeners;
 pub mod gateway_routes;
 pub mod inbound;
 pub mod mirror;

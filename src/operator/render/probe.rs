@@ -5,8 +5,8 @@
 //! config that would carry it invalid.
 
 use weft_proxy_config::{
-    AccessMode, Identity, Inbound, MeshSettings, MtlsMode, ProxyConfig, SCHEMA_VERSION, Service,
-    ValidationError,
+    AccessMode, GatewayConfig, Identity, Inbound, MeshSettings, MtlsMode, ProxyConfig, SCHEMA_VERSION,
+    Service, ValidationError,
 };
 
 const TRUST_DOMAIN: &str = "probe.invalid";
@@ -38,6 +38,14 @@ pub fn bare(svc: &Service) -> Service {
 
 /// Validates a config holding exactly `services`.
 pub fn validate(services: Vec<Service>) -> Result<(), ValidationError> {
+    validate_gateway(services, None)
+}
+
+/// Validates a config holding exactly `services` and the gateway section `gateway`.
+pub fn validate_gateway(
+    services: Vec<Service>,
+    gateway: Option<GatewayConfig>,
+) -> Result<(), ValidationError> {
     let config = ProxyConfig {
         schema_version: SCHEMA_VERSION,
         identity: Identity {
@@ -59,7 +67,7 @@ pub fn validate(services: Vec<Service>) -> Result<(), ValidationError> {
         retries: Default::default(),
         faults: Default::default(),
         routes: Default::default(),
-        gateway: None,
+        gateway,
     };
     config.validate()
 }
