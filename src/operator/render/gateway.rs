@@ -313,6 +313,15 @@ fn plan_one(
     }
 }
 
+/// The plans by the identity each gateway runs as: `(namespace, weft-gateway-<name>)`.
+pub fn by_identity(render: &GatewayRender) -> BTreeMap<(String, String), &GatewayPlan> {
+    render
+        .gateways
+        .values()
+        .map(|p| ((p.namespace.clone(), gateway_object_name(&p.name)), p))
+        .collect()
+}
+
 /// Every service key the gateway's routes reach (backends and mirror targets).
 pub fn referenced(config: &GatewayConfig) -> std::collections::BTreeSet<&String> {
     let mut out = std::collections::BTreeSet::new();

@@ -39,6 +39,8 @@ mod fault_tests;
 #[cfg(test)]
 mod gamma_tests;
 #[cfg(test)]
+mod gateway_tests;
+#[cfg(test)]
 mod mirror_tests;
 #[cfg(test)]
 mod permissive_tests;
@@ -116,6 +118,8 @@ pub fn render(state: &ClusterState) -> RenderOutput {
     let retries = policy::resolve_retries(state, &shared, &mut reports);
     let faults = fault::resolve(state, &shared, &mut reports);
     let grants = inbound::build(state, &routes, td, &mut reports);
+    let gateways = gateway::plan(state, &shared);
+    let gateway_ids = gateway::by_identity(&gateways);
 
     let mut identities: BTreeMap<IdentityKey, Vec<&PodInfo>> = BTreeMap::new();
     for p in &state.meshed_pods {
@@ -123,6 +127,11 @@ pub fn render(state: &ClusterState) -> RenderOutput {
             .entry((p.namespace.clone(), p.service_account.clone()))
             .or_default()
             .push(p);
+    }
+    // A gateway's identity gets its config before its pod exists (the pod
+    // waits for it to become ready).
+    for id in gateway_ids.keys() {
+        identities.entry(id.clone()).or_default();
     }
     let owners: BTreeMap<(&str, &str), &str> = state
         .service_accounts
@@ -141,6 +150,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                     .collect();
                 out.reports = reports.finish();
                 out.gamma = routed.reports;
+                out.gateways = gateways;
                 return out;
             }
         }
@@ -161,6 +171,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
         let mine = policy::retries_for(&retries, &id.0, &id.1);
         let my_faults = fault::faults_for(&faults, &id.0, &id.1);
         let consumer = routed.consumer.get(&id.0);
+        let my_gateway = gateway_ids.get(&id).copied();
         let (services, overlay, fault_overlay, catalog_ref) = match &out.catalog {
             Some(c) => {
                 let overlay: BTreeMap<String, RetryPolicy> = mine
@@ -187,6 +198,14 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                     .filter_map(|k| shared.get_key_value(k).map(|(k, _)| k))
                     .collect();
                 scope.close(&mut keys, extra);
+                // A gateway reaches its route backends whatever SMI says: the
+                // backends' sidecars decide (a denied gateway gets their 403).
+                let backends: Vec<&String> = my_gateway
+                    .into_iter()
+                    .flat_map(|p| p.services.keys())
+                    .filter_map(|k| shared.get_key_value(k).map(|(k, _)| k))
+                    .collect();
+                scope.close(&mut keys, backends);
                 let mut services: BTreeMap<String, Service> =
                     keys.into_iter().map(|k| (k.clone(), shared[k].clone())).collect();
                 for (svc, entries) in consumer.into_iter().flatten() {
@@ -234,7 +253,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
                     .collect(),
                 None => BTreeMap::new(),
             },
-            gateway: None,
+            gateway: my_gateway.map(|p| p.config.clone()),
         };
         if let Err(e) = config.validate_unassembled(|k| shared.contains_key(k)) {
             tracing::error!(namespace = %id.0, service_account = %id.1, error = %e, "rendered config is invalid; not emitted");
@@ -271,6 +290,7 @@ pub fn render(state: &ClusterState) -> RenderOutput {
     }
     out.reports = reports.finish();
     out.gamma = routed.reports;
+    out.gateways = gateways;
     out
 }
 
