@@ -4,16 +4,21 @@
 //! periodic resync. Runs as a library call with a `kube::Client`, so tests run
 //! it in-process.
 
+use super::apply::gateway_objects::{LABEL_APP_MANAGED_BY, LABEL_GATEWAY_NAME};
 use super::apply::{Applier, ManagedStores, api_resource};
+use super::gateway_class;
 use super::leader::{self, LeaseConfig};
 use super::metrics::{Metrics, ResultLabel};
 use super::render::gamma::RouteKey;
 use super::render::render;
-use super::snapshot::{self, Caches, LABEL_INJECT};
+use super::snapshot::{self, Caches};
+use super::snapshot_gateway::{GatewayCaches, TLS_SECRET_TYPE};
 use super::state::{Kind, ObjectKey, RouteKind};
+use crate::api::gateway::gateway::{GATEWAY, GATEWAY_CLASS};
 use crate::api::gateway::{GROUP as GATEWAY_GROUP, REFERENCE_GRANT};
 use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -137,6 +142,7 @@ fn dynamic(
 struct Objects {
     by_key: HashMap<ObjectKey, Arc<DynamicObject>>,
     routes: HashMap<RouteKey, Arc<DynamicObject>>,
+    gateway: super::apply::GatewayObjects,
 }
 
 struct Inputs {
@@ -152,6 +158,11 @@ struct Inputs {
     /// (only those are waited for; the others are picked up once installed).
     gamma_routes: Vec<(RouteKind, Store<DynamicObject>, bool)>,
     reference_grants: (Store<DynamicObject>, bool),
+    /// Ingress gateway kinds, each with whether its CRD was served at start.
+    gateway_classes: (Store<DynamicObject>, bool),
+    gateways: (Store<DynamicObject>, bool),
+    /// `kubernetes.io/tls` Secrets (listener certificates).
+    tls_secrets: Store<Secret>,
 }
 
 /// The Gateway API resources the API server serves: `(version, plural)`.
@@ -201,8 +212,24 @@ impl Inputs {
             ),
             is_served(REFERENCE_GRANT),
         );
+        let gw_kind = |k: (&str, &str, &str), tasks: &mut Tasks| {
+            let ar = gateway_resource(k);
+            (
+                dynamic(tasks, Api::all_with(client.clone(), &ar), &ar, notify, true),
+                is_served(k),
+            )
+        };
+        let gateway_classes = gw_kind(GATEWAY_CLASS, tasks);
+        let gateways = gw_kind(GATEWAY, tasks);
         let all = watcher::Config::default();
         let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        // The objects weft runs per Gateway (Deployment, Service): both labels.
+        let gateway_objects = watcher::Config::default().labels(&format!(
+            "{LABEL_APP_MANAGED_BY}={MANAGED_BY},{LABEL_GATEWAY_NAME}"
+        ));
+        let tls = watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}"));
+        let services = typed(tasks, Api::all(client.clone()), all.clone(), notify);
+        let service_accounts = typed(tasks, Api::all(client.clone()), all.clone(), notify);
         let objects = Kind::ALL
             .iter()
             .map(|k| {
@@ -221,10 +248,10 @@ impl Inputs {
             plural: "meshconfigs".into(),
         };
         Self {
-            services: typed(tasks, Api::all(client.clone()), all.clone(), notify),
+            services: services.clone(),
             slices: typed(tasks, Api::all(client.clone()), all.clone(), notify),
             pods: typed(tasks, Api::all(client.clone()), all.clone(), notify),
-            service_accounts: typed(tasks, Api::all(client.clone()), all, notify),
+            service_accounts: service_accounts.clone(),
             objects,
             mesh_configs: dynamic(
                 tasks,
@@ -235,17 +262,20 @@ impl Inputs {
             ),
             gamma_routes,
             reference_grants,
-            namespaces: typed(
-                tasks,
-                Api::all(client.clone()),
-                watcher::Config::default().labels(&format!("{LABEL_INJECT}=enabled")),
-                notify,
-            ),
+            gateway_classes,
+            gateways,
+            tls_secrets: typed(tasks, Api::all(client.clone()), tls, notify),
+            // Every namespace: the mesh opt-in label (`weft.dev/inject=enabled`) and the
+            // labels gateway listeners select route namespaces by.
+            namespaces: typed(tasks, Api::all(client.clone()), all, notify),
             managed: ManagedStores {
                 config_maps: typed::<ConfigMap>(tasks, Api::all(client.clone()), managed.clone(), notify),
                 secrets: typed::<Secret>(tasks, Api::all(client.clone()), managed.clone(), notify),
                 roles: typed::<Role>(tasks, Api::all(client.clone()), managed.clone(), notify),
                 role_bindings: typed::<RoleBinding>(tasks, Api::all(client.clone()), managed, notify),
+                deployments: typed::<Deployment>(tasks, Api::all(client.clone()), gateway_objects, notify),
+                services,
+                service_accounts,
             },
         }
     }
@@ -265,9 +295,13 @@ impl Inputs {
                 s.wait_until_ready().await?;
             }
         }
-        if self.reference_grants.1 {
-            self.reference_grants.0.wait_until_ready().await?;
+        for (store, served) in [&self.reference_grants, &self.gateway_classes, &self.gateways] {
+            if *served {
+                store.wait_until_ready().await?;
+            }
         }
+        self.tls_secrets.wait_until_ready().await?;
+        self.managed.deployments.wait_until_ready().await?;
         self.managed.config_maps.wait_until_ready().await?;
         self.managed.secrets.wait_until_ready().await?;
         self.managed.roles.wait_until_ready().await?;
@@ -306,6 +340,12 @@ impl Inputs {
             namespaces: self.namespaces.state(),
             gamma_routes: Vec::new(),
             reference_grants: self.reference_grants.0.state(),
+            gateway: GatewayCaches {
+                classes: self.gateway_classes.0.state(),
+                gateways: self.gateways.0.state(),
+                tls_secrets: self.tls_secrets.state(),
+                deployments: self.managed.deployments.state(),
+            },
         };
         let mut caches = caches;
         let mut routes = HashMap::new();
@@ -318,7 +358,15 @@ impl Inputs {
             }
             caches.gamma_routes.push((*kind, list));
         }
-        (caches, Objects { by_key, routes })
+        let gateway = super::apply::GatewayObjects::new(&caches.gateway);
+        (
+            caches,
+            Objects {
+                by_key,
+                routes,
+                gateway,
+            },
+        )
     }
 }
 
@@ -366,12 +414,23 @@ pub async fn run(client: Client, opts: Options, handles: Handles, shutdown: impl
     tracing::info!(instance = %opts.instance, "operator caches synced");
     let mut wake = Instant::now();
     let mut elector_alive = true;
+    let mut class = gateway_class::ClassEnsurer::new(
+        served
+            .iter()
+            .any(|(v, p)| v == GATEWAY_CLASS.0 && p == GATEWAY_CLASS.2),
+    );
     loop {
         let leading = *leader_rx.borrow_and_update();
         handles.metrics.leader.set(i64::from(leading));
         if leading {
             tokio::time::sleep(opts.debounce).await;
+            class
+                .ensure(&client, !inputs.gateway_classes.0.state().is_empty())
+                .await;
             wake = reconcile(&inputs, &applier, &handles.metrics, opts.resync).await;
+            if let Some(retry) = class.retry_at() {
+                wake = wake.min(retry);
+            }
         }
         // A standby has nothing to reconcile: it must not wait on the (past) resync
         // deadline, which would make this loop spin. It wakes on leadership only.
@@ -423,6 +482,14 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
     metrics
         .catalog_bytes
         .set(catalog.iter().map(|s| s.json.len()).sum::<usize>() as i64);
+    let mesh_spec: crate::api::mesh::MeshConfigSpec = caches
+        .mesh_configs
+        .iter()
+        .find(|m| m.metadata.name.as_deref() == Some(crate::api::mesh::MESH_CONFIG_NAME))
+        .and_then(|m| m.data.get("spec").cloned())
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let inject = crate::webhook::InjectConfig::from(&mesh_spec);
     let outcome = applier
         .apply(
             &out,
@@ -430,6 +497,7 @@ async fn reconcile(inputs: &Inputs, applier: &Applier, metrics: &Metrics, resync
             &inputs.managed,
             &objects.by_key,
             &objects.routes,
+            &objects.gateway.with_inject(inject),
         )
         .await;
     let elapsed = started.elapsed();

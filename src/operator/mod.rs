@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod render;
 pub mod snapshot;
+pub mod snapshot_gateway;
 #[cfg(test)]
 mod snapshot_tests;
 pub mod state;

@@ -27,8 +27,10 @@ pub const ANN_INJECTED: &str = "weft.dev/injected";
 pub const LABEL_INJECT: &str = "weft.dev/inject";
 /// The sidecar container a meshed pod must have.
 pub const PROXY_CONTAINER: &str = "weft-proxy";
+/// The ingress gateway pod's container: the proxy of a gateway pod (which has no sidecar).
+pub const GATEWAY_CONTAINER: &str = crate::webhook::names::GATEWAY_CONTAINER;
 /// Containers the mesh adds to pods (their ports are not the app's).
-pub const MESH_CONTAINERS: [&str; 2] = ["weft-proxy", "weft-init"];
+pub const MESH_CONTAINERS: [&str; 3] = ["weft-proxy", "weft-init", GATEWAY_CONTAINER];
 /// Default workload certificate lifetime.
 pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
@@ -132,16 +134,16 @@ pub fn meshed_namespace(ns: &Namespace) -> Option<String> {
     enabled.then(|| ns.metadata.name.clone()).flatten()
 }
 
-/// A meshed pod: annotation [`ANN_INJECTED`] *and* the sidecar container (the
-/// annotation alone can be written by anyone who creates pods), not finished. The
-/// namespace is checked by [`cluster_state`].
+/// A meshed pod: annotation [`ANN_INJECTED`] *and* the sidecar container (or, for an
+/// ingress gateway pod, the [`GATEWAY_CONTAINER`]; the annotation alone can be written
+/// by anyone who creates pods), not finished. The namespace is checked by [`cluster_state`].
 pub fn meshed_pod(p: &Pod) -> Option<PodInfo> {
     p.metadata.annotations.as_ref()?.get(ANN_INJECTED)?;
     let has_sidecar = p.spec.as_ref().is_some_and(|s| {
         s.containers
             .iter()
             .chain(s.init_containers.iter().flatten())
-            .any(|c| c.name == PROXY_CONTAINER)
+            .any(|c| c.name == PROXY_CONTAINER || c.name == GATEWAY_CONTAINER)
     });
     if !has_sidecar {
         return None;
@@ -332,12 +334,16 @@ pub struct Caches {
     pub objects: Vec<(Kind, Vec<Arc<DynamicObject>>)>,
     /// MeshConfig objects.
     pub mesh_configs: Vec<Arc<DynamicObject>>,
-    /// Namespaces (only those labelled `weft.dev/inject=enabled` count).
+    /// Namespaces: all of them (their labels feed the gateways' `allowedRoutes`
+    /// selectors); only those labelled `weft.dev/inject=enabled` are meshed.
     pub namespaces: Vec<Arc<Namespace>>,
     /// Gateway API routes per kind (empty without the Gateway API CRDs).
     pub gamma_routes: Vec<(RouteKind, Vec<Arc<DynamicObject>>)>,
     /// Gateway API ReferenceGrants.
     pub reference_grants: Vec<Arc<DynamicObject>>,
+    /// Ingress gateway inputs (GatewayClasses, Gateways, TLS Secrets, the gateways'
+    /// Deployments); see [`super::snapshot_gateway`].
+    pub gateway: super::snapshot_gateway::GatewayCaches,
 }
 
 /// Builds the render input and the certificate lifetime.
@@ -391,6 +397,7 @@ pub fn cluster_state(c: &Caches) -> (ClusterState, Duration) {
         .iter()
         .filter_map(|o| input(o, spec_of(o)))
         .collect();
+    st.gateway = super::snapshot_gateway::inputs(&c.gateway, &c.namespaces, &c.services);
     (st, validity)
 }
 

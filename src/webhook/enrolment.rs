@@ -21,14 +21,20 @@ const OPT_OUT: [&str; 3] = [
 ];
 
 /// Whether the pod has the sidecar (native sidecar init container or, for pods
-/// injected by an older version, a regular container).
+/// injected by an older version, a regular container), or is an ingress gateway
+/// pod, whose [`GATEWAY_CONTAINER`] is the proxy.
 pub fn has_sidecar(spec: Option<&PodSpec>) -> bool {
     spec.is_some_and(|s| {
         s.containers
             .iter()
             .chain(s.init_containers.iter().flatten())
-            .any(|c| c.name == PROXY_CONTAINER)
+            .any(is_proxy)
     })
+}
+
+/// The sidecar or the gateway container: the containers that run as the proxy UID.
+fn is_proxy(c: &Container) -> bool {
+    c.name == PROXY_CONTAINER || c.name == GATEWAY_CONTAINER
 }
 
 /// [`decide`] with the enrolment rules applied first.
@@ -83,7 +89,7 @@ fn check_proxy_uid(spec: Option<&PodSpec>, uid: i64) -> Result<(), Deny> {
     ];
     for (list, containers) in lists {
         for (i, c) in containers.iter().enumerate() {
-            if c.name == PROXY_CONTAINER {
+            if is_proxy(c) {
                 continue;
             }
             let field = match own_uid(c) {

@@ -26,6 +26,10 @@ pub const SYSTEM_NAMESPACE: &str = "weft-system";
 pub const INIT_CONTAINER: &str = "weft-init";
 /// The sidecar (a native sidecar: an init container with `restartPolicy: Always`).
 pub const PROXY_CONTAINER: &str = "weft-proxy";
+/// The ingress gateway's only container (`weft-proxy gateway`, in the pods of the
+/// Deployments the operator runs per Gateway): it takes the sidecar's place, so a pod
+/// marked injected that has it is complete and is left alone.
+pub const GATEWAY_CONTAINER: &str = "weft-gateway";
 /// Executable inside the proxy image (looked up in `PATH`).
 pub const PROXY_COMMAND: &str = "weft-proxy";
 

@@ -7,21 +7,29 @@
 //! earlier versions are deleted. Objects of identities that left the mesh are
 //! deleted. SMI/policy status is patched only on change (GAMMA route status:
 //! [`gamma_status`]); Events only on
-//! transitions. One object's failure never stops the others.
+//! transitions. Ingress gateways: their objects ([`gateway`], [`gateway_objects`])
+//! and GatewayClass / Gateway / route status ([`gateway_status`]). One object's
+//! failure never stops the others.
 
 pub mod catalog;
 mod cleanup;
 pub mod drift;
 pub mod gamma_status;
+pub mod gateway;
+pub mod gateway_objects;
+pub mod gateway_status;
 pub mod objects;
 pub mod status;
+
+pub use gateway::GatewayObjects;
 
 use crate::certs::store::{self, CA_SECRET, CaState};
 use crate::operator::metrics::Metrics;
 use crate::operator::render::gamma::RouteKey;
 use crate::operator::render::{IdentityKey, RenderOutput};
 use crate::operator::state::{Kind, ObjectKey};
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -51,6 +59,13 @@ pub struct ManagedStores {
     pub roles: Store<Role>,
     /// RoleBindings.
     pub role_bindings: Store<RoleBinding>,
+    /// The gateways' Deployments (labels `app.kubernetes.io/managed-by=weft` and
+    /// `gateway.networking.k8s.io/gateway-name`).
+    pub deployments: Store<Deployment>,
+    /// Services (all: the gateways' among them).
+    pub services: Store<Service>,
+    /// ServiceAccounts (all: the gateways' among them).
+    pub service_accounts: Store<ServiceAccount>,
 }
 
 impl std::fmt::Debug for ManagedStores {
@@ -262,6 +277,7 @@ impl Applier {
         stores: &ManagedStores,
         objects: &HashMap<ObjectKey, Arc<DynamicObject>>,
         routes: &HashMap<RouteKey, Arc<DynamicObject>>,
+        gateways: &GatewayObjects,
     ) -> Outcome {
         let mut o = Outcome::default();
         let count = |r: usize, o: &mut Outcome| {
@@ -296,7 +312,14 @@ impl Applier {
         // Opt-in: the controller's write rights in each meshed namespace come from a
         // RoleBinding to ClusterRole weft-controller-workloads, applied before anything else
         // there (the ClusterRole grants no cluster-wide write on ConfigMaps or Secrets).
-        let namespaces: BTreeSet<&str> = out.configs.keys().map(|(ns, _)| ns.as_str()).collect();
+        // A gateway's namespace counts from the start: its objects are written before its
+        // identity has a config (the ServiceAccount is one of them).
+        let namespaces: BTreeSet<&str> = out
+            .configs
+            .keys()
+            .map(|(ns, _)| ns.as_str())
+            .chain(out.gateways.gateways.values().map(|p| p.namespace.as_str()))
+            .collect();
         for ns in &namespaces {
             let rb = objects::namespace_binding(ns, &self.controller_sa, &self.system_namespace);
             let h = objects::hash_of(&rb.metadata).unwrap_or_default().to_string();
@@ -346,6 +369,7 @@ impl Applier {
                 count(self.apply_obj("configmap", ns, &cm, &h, cached).await, &mut o);
             }
         }
+        self.apply_gateways(out, stores, gateways, &mut o).await;
         let keep: BTreeSet<&IdentityKey> = out.configs.keys().chain(out.skipped.keys()).collect();
         o.writes += self.cleanup(&keep, stores, &mut o.errors).await;
         // Skipped identities keep their last ConfigMap, which may name older shards.
@@ -357,6 +381,7 @@ impl Applier {
         }
         self.statuses(out, objects, &mut o).await;
         self.route_statuses(out, routes, &mut o).await;
+        self.gateway_statuses(out, gateways, &mut o).await;
         o
     }
 
