@@ -17,7 +17,7 @@ use super::state::{Kind, ObjectKey, RouteKind};
 use crate::api::gateway::gateway::{GATEWAY, GATEWAY_CLASS};
 use crate::api::gateway::{GROUP as GATEWAY_GROUP, REFERENCE_GRANT};
 use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -358,7 +358,15 @@ impl Inputs {
             }
             caches.gamma_routes.push((*kind, list));
         }
-        let gateway = super::apply::GatewayObjects::new(&caches.gateway);
+        // A Gateway cache that has not synced (CRDs installed after start) must not
+        // read as "no Gateways": nothing is deleted until it has.
+        let synced = self
+            .gateways
+            .0
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok());
+        let gateway = super::apply::GatewayObjects::new(&caches.gateway).synced(synced);
         (
             caches,
             Objects {

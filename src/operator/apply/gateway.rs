@@ -33,6 +33,9 @@ pub struct GatewayObjects {
     pub tls_sources: HashMap<(String, String), Arc<Secret>>,
     /// Image, resources, ports and identity endpoint of the proxy (the MeshConfig's).
     pub inject: InjectConfig,
+    /// Whether the Gateway cache has synced: until it has, an empty plan says nothing
+    /// about which Gateways exist, so no gateway object is deleted.
+    pub synced: bool,
 }
 
 impl GatewayObjects {
@@ -58,7 +61,14 @@ impl GatewayObjects {
                 .filter_map(|s| Some((keyed(s)?, s.clone())))
                 .collect(),
             inject: InjectConfig::default(),
+            synced: true,
         }
+    }
+
+    /// The same objects, marked as read from a cache that has (not) synced.
+    pub fn synced(mut self, synced: bool) -> Self {
+        self.synced = synced;
+        self
     }
 
     /// The same objects with the proxy settings `inject`.
@@ -172,6 +182,9 @@ impl Applier {
         let mut keep = BTreeSet::new();
         for plan in out.gateways.gateways.values() {
             self.apply_gateway(plan, stores, gw, &mut keep, o).await;
+        }
+        if !gw.synced {
+            return;
         }
         let mut stale: Vec<Desired> = Vec::new();
         let mut collect = |kind: &'static str, metas: Vec<&ObjectMeta>| {
