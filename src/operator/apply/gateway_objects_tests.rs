@@ -230,3 +230,95 @@ fn only_generated_objects_belong_to_a_gateway() {
     m.labels.as_mut().unwrap().remove(LABEL_MANAGED_BY);
     assert_eq!(owner_gateway(&m), None);
 }
+
+/// What the API server stores for an applied object: defaults and server fields added.
+fn as_stored<K: Serialize + serde::de::DeserializeOwned>(
+    obj: &K,
+    defaults: &[(&str, serde_json::Value)],
+) -> K {
+    let mut v = serde_json::to_value(obj).unwrap();
+    v["metadata"]["resourceVersion"] = serde_json::json!("7");
+    v["metadata"]["uid"] = serde_json::json!("obj-uid");
+    v["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = serde_json::json!("1");
+    for (pointer, value) in defaults {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let parent = if parent.is_empty() {
+            &mut v
+        } else {
+            v.pointer_mut(parent).unwrap()
+        };
+        parent
+            .as_object_mut()
+            .unwrap()
+            .insert(key.to_string(), value.clone());
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+/// Server defaults are no drift (nothing is written again on every reconcile); an
+/// edit of a field weft sets is.
+#[test]
+fn stored_gateway_objects_are_in_sync_until_edited() {
+    use crate::operator::apply::drift::in_sync;
+    let cfg = InjectConfig::default();
+    let d = deployment(&plan(true), &cfg);
+    let c = "/spec/template/spec/containers/0";
+    let stored = as_stored(
+        &d,
+        &[
+            ("/spec/strategy", serde_json::json!({"type": "RollingUpdate"})),
+            (
+                &format!("{c}/terminationMessagePath"),
+                serde_json::json!("/dev/termination-log"),
+            ),
+            (
+                &format!("{c}/env/0/valueFrom/fieldRef/apiVersion"),
+                serde_json::json!("v1"),
+            ),
+            (
+                &format!("{c}/readinessProbe/successThreshold"),
+                serde_json::json!(1),
+            ),
+            (
+                "/spec/template/spec/volumes/1/configMap/defaultMode",
+                serde_json::json!(420),
+            ),
+            ("/status", serde_json::json!({"readyReplicas": 1})),
+        ],
+    );
+    assert!(in_sync(&d, &stored));
+    let mut edited = stored.clone();
+    edited
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .args = Some(vec!["run".into()]);
+    assert!(!in_sync(&d, &edited));
+    let s = service(&plan(true));
+    let stored = as_stored(
+        &s,
+        &[
+            ("/spec/clusterIP", serde_json::json!("198.19.0.9")),
+            ("/spec/sessionAffinity", serde_json::json!("None")),
+        ],
+    );
+    assert!(in_sync(&s, &stored));
+    let secret = tls_secret(&plan(true), |_, _| {
+        Some((ByteString(b"C".to_vec()), ByteString(b"K".to_vec())))
+    })
+    .unwrap();
+    let stored = as_stored(&secret, &[]);
+    assert!(in_sync(&secret, &stored));
+    let mut edited = stored;
+    edited
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("edge.shop-cert.key".into(), ByteString(b"X".to_vec()));
+    assert!(!in_sync(&secret, &edited));
+}
