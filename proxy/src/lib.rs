@@ -7,6 +7,7 @@ pub mod authz;
 pub mod conf;
 pub mod drain;
 pub mod endpoint;
+pub mod gateway;
 pub mod lb;
 pub mod log_limit;
 pub mod metrics;

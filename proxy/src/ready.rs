@@ -50,6 +50,15 @@ impl Readiness {
         }
     }
 
+    /// Closes a gate again (it must reopen before `/ready` succeeds).
+    pub fn close(&self, gate: Gate) {
+        let mut r = self.required.lock().unwrap_or_else(|p| p.into_inner());
+        match r.iter_mut().find(|(g, _)| *g == gate) {
+            Some(entry) => entry.1 = false,
+            None => r.push((gate, false)),
+        }
+    }
+
     /// Marks the proxy as shutting down (never ready again).
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
@@ -91,6 +100,10 @@ mod tests {
         r.open(Gate::Config);
         assert_eq!(r.check().unwrap_err(), "waiting for: Identity");
         r.open(Gate::Identity);
+        assert!(r.check().is_ok());
+        r.close(Gate::Listeners);
+        assert_eq!(r.check().unwrap_err(), "waiting for: Listeners");
+        r.open(Gate::Listeners);
         assert!(r.check().is_ok());
         r.drain();
         assert_eq!(r.check().unwrap_err(), "draining");

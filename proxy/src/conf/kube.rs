@@ -1,9 +1,12 @@
-//! Following one ConfigMap key through the API: a GET, then a watch (field
-//! selector on the name, so RBAC can limit the reader to that one object). Every
-//! version of the key is sent to the consumer; watch errors and `410 Gone` fall
-//! back to a fresh GET; failures back off up to 30 s. A deleted ConfigMap is
-//! reported and otherwise ignored (the last good config stays in force). What the
-//! versions are assembled into is [`super::source`]'s job.
+//! Following one API object through the API: a GET, then a watch (field
+//! selector on the name, so RBAC can limit the reader to that one object).
+//! What a version carries is the caller's extractor's choice: one ConfigMap key
+//! ([`follow`]) or a whole Secret's data ([`follow_object`], used by the gateway
+//! for its listener certificates). Every version is sent to the consumer; watch
+//! errors and `410 Gone` fall back to a fresh GET; failures back off up to 30 s.
+//! A deleted object is reported and otherwise ignored (the last good version
+//! stays in force). What ConfigMap versions are assembled into is
+//! [`super::source`]'s job.
 
 use super::kube_http::{KubeError, KubeHttp};
 use super::store::ConfigStore;
@@ -22,6 +25,26 @@ pub use super::source::watch_configmap;
 pub struct ConfigMapRef {
     pub namespace: String,
     pub name: String,
+}
+
+/// An API object to follow: `resource` is the plural (`configmaps`, `secrets`)
+/// of a core (`/api/v1`) namespaced kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub resource: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The ConfigMap `cm`.
+    pub fn configmap(cm: &ConfigMapRef) -> Self {
+        Self {
+            resource: "configmaps",
+            namespace: cm.namespace.clone(),
+            name: cm.name.clone(),
+        }
+    }
 }
 
 /// Which followed document a version belongs to.
@@ -43,10 +66,10 @@ pub struct Version {
 
 /// What one watch event asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Apply this config document (may be absent if the key is missing); new version.
+pub enum Event<T = Option<String>> {
+    /// Apply this version (what the extractor made of the object); new resourceVersion.
     Apply {
-        config: Option<String>,
+        config: T,
         resource_version: Option<String>,
     },
     /// Progress marker.
@@ -62,7 +85,8 @@ fn resource_version(obj: &Value) -> Option<String> {
         .map(String::from)
 }
 
-fn key_of(obj: &Value, key: &str) -> Option<String> {
+/// The string value of data key `key` of an object (ConfigMap `data`).
+pub fn key_of(obj: &Value, key: &str) -> Option<String> {
     obj.get("data")
         .and_then(|d| d.get(key))
         .and_then(Value::as_str)
@@ -71,11 +95,16 @@ fn key_of(obj: &Value, key: &str) -> Option<String> {
 
 /// Parses one line of a watch stream for data key `key`.
 pub fn parse_event(line: &[u8], key: &str) -> Option<Event> {
+    parse_event_with(line, &|obj: &Value| key_of(obj, key))
+}
+
+/// Parses one line of a watch stream, extracting versions with `extract`.
+pub fn parse_event_with<T>(line: &[u8], extract: &dyn Fn(&Value) -> T) -> Option<Event<T>> {
     let v: Value = serde_json::from_slice(line).ok()?;
     let obj = v.get("object")?;
     Some(match v.get("type")?.as_str()? {
         "ADDED" | "MODIFIED" => Event::Apply {
-            config: key_of(obj, key),
+            config: extract(obj),
             resource_version: resource_version(obj),
         },
         "BOOKMARK" => Event::Bookmark(resource_version(obj)),
@@ -85,24 +114,18 @@ pub fn parse_event(line: &[u8], key: &str) -> Option<Event> {
 }
 
 /// Where versions go, and whose liveness they report.
-struct Follow<'a> {
+struct Follow<'a, T> {
     http: &'a KubeHttp,
-    cm: &'a ConfigMapRef,
-    key: &'static str,
-    which: Which,
-    tx: &'a mpsc::Sender<Version>,
+    obj: &'a ObjectRef,
+    extract: &'a (dyn Fn(&Value) -> T + Send + Sync),
+    tx: &'a mpsc::Sender<T>,
     /// Set for the identity's config: the file source defers while the API holds it.
     live: Option<&'a ConfigStore>,
 }
 
-impl Follow<'_> {
+impl<T: Send> Follow<'_, T> {
     /// Hands a version on; `false` once the consumer is gone.
-    async fn send(&self, text: Option<String>) -> bool {
-        let v = Version {
-            which: self.which,
-            from: self.cm.clone(),
-            text,
-        };
+    async fn send(&self, v: T) -> bool {
         self.tx.send(v).await.is_ok()
     }
 
@@ -114,15 +137,18 @@ impl Follow<'_> {
 }
 
 /// Fetches the object; returns its resourceVersion, or `None` once the consumer is gone.
-async fn initial_get(f: &Follow<'_>) -> Result<Option<String>, KubeError> {
-    let path = format!("/api/v1/namespaces/{}/configmaps/{}", f.cm.namespace, f.cm.name);
+async fn initial_get<T: Send>(f: &Follow<'_, T>) -> Result<Option<String>, KubeError> {
+    let path = format!(
+        "/api/v1/namespaces/{}/{}/{}",
+        f.obj.namespace, f.obj.resource, f.obj.name
+    );
     let (status, body) = f.http.get_bytes(&path).await?;
     if status != StatusCode::OK {
         return Err(KubeError::Status(status));
     }
     let obj: Value = serde_json::from_slice(&body).map_err(|e| KubeError::Decode(e.to_string()))?;
     f.set_live(true);
-    if !f.send(key_of(&obj, f.key)).await {
+    if !f.send((f.extract)(&obj)).await {
         return Ok(None);
     }
     Ok(Some(resource_version(&obj).unwrap_or_default()))
@@ -130,10 +156,10 @@ async fn initial_get(f: &Follow<'_>) -> Result<Option<String>, KubeError> {
 
 /// Follows a watch from `rv` until it ends; returns the last version seen, or
 /// `None` when the caller must GET again.
-async fn watch_once(f: &Follow<'_>, rv: String) -> Result<Option<String>, KubeError> {
+async fn watch_once<T: Send>(f: &Follow<'_, T>, rv: String) -> Result<Option<String>, KubeError> {
     let path = format!(
-        "/api/v1/namespaces/{}/configmaps?fieldSelector=metadata.name%3D{}&watch=true&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}",
-        f.cm.namespace, f.cm.name
+        "/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}&watch=true&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}",
+        f.obj.namespace, f.obj.resource, f.obj.name
     );
     let (status, mut body) = f.http.get(&path).await?;
     if status != StatusCode::OK {
@@ -151,7 +177,7 @@ async fn watch_once(f: &Follow<'_>, rv: String) -> Result<Option<String>, KubeEr
         buf.extend_from_slice(&data);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(nl + 1);
-            match parse_event(&line[..nl], f.key) {
+            match parse_event_with(&line[..nl], f.extract) {
                 Some(Event::Apply {
                     config,
                     resource_version,
@@ -163,7 +189,8 @@ async fn watch_once(f: &Follow<'_>, rv: String) -> Result<Option<String>, KubeEr
                 }
                 Some(Event::Bookmark(v)) => rv = v.unwrap_or(rv),
                 Some(Event::Deleted) => {
-                    tracing::warn!(namespace = %f.cm.namespace, name = %f.cm.name, "config map deleted; keeping the last good config");
+                    tracing::warn!(resource = f.obj.resource, namespace = %f.obj.namespace, name = %f.obj.name,
+                        "object deleted; keeping the last good version");
                 }
                 Some(Event::Restart) => return Ok(None),
                 None => tracing::debug!("ignoring unparsable watch line"),
@@ -186,11 +213,29 @@ pub async fn follow(
     tx: mpsc::Sender<Version>,
     live: Option<Arc<ConfigStore>>,
 ) {
+    let obj = ObjectRef::configmap(&cm);
+    let extract = move |o: &Value| Version {
+        which,
+        from: cm.clone(),
+        text: key_of(o, key),
+    };
+    follow_object(http, obj, extract, tx, live).await;
+}
+
+/// Follows the object `obj` until the consumer behind `tx` is gone, sending
+/// what `extract` makes of every version. With `live`, marks whether the API
+/// currently holds the object.
+pub async fn follow_object<T: Send>(
+    http: KubeHttp,
+    obj: ObjectRef,
+    extract: impl Fn(&Value) -> T + Send + Sync,
+    tx: mpsc::Sender<T>,
+    live: Option<Arc<ConfigStore>>,
+) {
     let f = Follow {
         http: &http,
-        cm: &cm,
-        key,
-        which,
+        obj: &obj,
+        extract: &extract,
         tx: &tx,
         live: live.as_deref(),
     };
@@ -204,7 +249,8 @@ pub async fn follow(
                 f.set_live(false);
                 let msg = error.to_string();
                 if logged.as_deref() != Some(msg.as_str()) {
-                    tracing::warn!(namespace = %cm.namespace, name = %cm.name, %error, "cannot read config map; retrying");
+                    tracing::warn!(resource = obj.resource, namespace = %obj.namespace, name = %obj.name, %error,
+                        "cannot read the object; retrying");
                     logged = Some(msg);
                 }
                 tokio::time::sleep(backoff).await;
@@ -222,7 +268,7 @@ pub async fn follow(
                 Ok(Some(next)) => rv = next,
                 Ok(None) => break,
                 Err(error) => {
-                    tracing::debug!(%error, "config map watch failed; starting over");
+                    tracing::debug!(resource = obj.resource, %error, "watch failed; starting over");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }

@@ -59,6 +59,8 @@ pub struct ConfigStore {
     /// stands in while it is not, because kubelet-style volume sync lags behind the
     /// watch and would otherwise roll a newer config back to an older one).
     api_live: AtomicBool,
+    /// The generation in force, for tasks that follow config changes.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 fn hash_text(text: &str) -> u64 {
@@ -79,12 +81,19 @@ impl ConfigStore {
             generation: AtomicU64::new(0),
             last_rejected: Mutex::new(None),
             api_live: AtomicBool::new(false),
+            applied: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// The current snapshot (cheap, lock-free), `None` before the first config.
     pub fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// Follows config changes: the receiver sees the generation of every
+    /// applied config (0 before the first).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// Marks whether the API watch currently holds the ConfigMap.
@@ -176,6 +185,7 @@ impl ConfigStore {
         self.resilience.sweep();
         self.metrics.reload_ok();
         self.readiness.open(Gate::Config);
+        self.applied.send_replace(generation);
         tracing::info!(generation, "applied config");
         Ok(Applied::Swapped(generation))
     }

@@ -35,6 +35,8 @@ pub enum ProxyError {
     NoRoute,
     /// The matched route has no backend, or picked one whose reference did not resolve.
     NoBackend,
+    /// The request is malformed (for example an invalid `Host`).
+    BadRequest,
 }
 
 impl ProxyError {
@@ -58,6 +60,7 @@ impl ProxyError {
             Self::TooManyHeaders => "too-many-headers",
             Self::NoRoute => "no-route",
             Self::NoBackend => "no-backend",
+            Self::BadRequest => "bad-request",
         }
     }
 
@@ -76,7 +79,7 @@ impl ProxyError {
             Self::ResponseTimeout | Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::BadPath => StatusCode::BAD_REQUEST,
+            Self::BadPath | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,

@@ -29,6 +29,11 @@ pub struct Routed<'r> {
 }
 
 impl Routed<'_> {
+    /// The protocol of the picked backend's service port.
+    pub fn protocol(&self) -> weft_proxy_config::Protocol {
+        self.target.protocol
+    }
+
     /// Applies the response header filters: the route's, then the backend's.
     pub fn finish(&self, resp: &mut Response<Body>) {
         let edits = self.entry.headers.response.iter();

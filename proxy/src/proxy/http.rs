@@ -33,6 +33,8 @@ pub enum Side {
         info: Arc<InboundPort>,
         peer: Peer,
     },
+    /// From a client to a gateway listener `port` (`tls`: an `Https` port).
+    Gateway { port: u16, tls: bool },
 }
 
 /// One downstream connection.
@@ -123,7 +125,7 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Bo
     let mut req = req.map(Body::Incoming);
     let log = ctx.shared.settings.access_log.then(|| Entry::new(&req));
     let direction = match ctx.side {
-        Side::Outbound { .. } => "outbound",
+        Side::Outbound { .. } | Side::Gateway { .. } => "outbound",
         Side::Inbound { .. } => "inbound",
     };
     if let Some(refused) = super::tunnel::screen(&ctx.shared, direction, &mut req) {
@@ -144,6 +146,11 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Bo
             inbound(&ctx, *port, app, info, peer, start, req).await,
             "inbound",
             app.addr.to_string(),
+        ),
+        Side::Gateway { port, tls } => (
+            crate::gateway::http::handle(&ctx.shared, *port, *tls, ctx.proto, ctx.peer, start, req).await,
+            "gateway",
+            format!("listener:{port}"),
         ),
     };
     if let Some(entry) = log {

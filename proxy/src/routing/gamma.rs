@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use weft_proxy_config::{
-    HeaderEdits, MAX_MIRROR_BODY_BYTES, PathMatch, Redirect, Rewrite, RouteBackend, RouteEntry, RouteFilter,
-    RouteMatch, Service, StringMatch, compile_full,
+    HeaderEdits, MAX_MIRROR_BODY_BYTES, PathMatch, Protocol, Redirect, Rewrite, RouteBackend, RouteEntry,
+    RouteFilter, RouteMatch, Service, StringMatch, compile_full,
 };
 
 /// What a route match looks at.
@@ -285,6 +285,8 @@ impl HeaderFilters {
 pub struct RouteTarget {
     /// `None`: the reference did not resolve; requests picked for it get `500`.
     pub backend: Option<Arc<Backend>>,
+    /// The protocol of the backend's service port (`Detect` when unresolved).
+    pub protocol: Protocol,
     /// The backend's own header filters (after the rule's).
     pub headers: HeaderFilters,
 }
@@ -436,6 +438,7 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|b| RouteTarget {
                 backend: self.route_backend(root, b),
+                protocol: self.backend_protocol(b),
                 headers: HeaderFilters::compile(&e.source, &b.filters),
             })
             .collect();
@@ -443,6 +446,15 @@ impl<'a> Builder<'a> {
             picker: WeightedPicker::new(&weights),
             targets,
         }
+    }
+
+    /// The protocol of `b`'s service port, `Detect` when it does not resolve.
+    fn backend_protocol(&self, b: &RouteBackend) -> Protocol {
+        b.service
+            .as_deref()
+            .and_then(|k| self.cfg.services.get(k))
+            .and_then(|svc| svc.ports.iter().find(|p| p.port == b.port))
+            .map_or(Protocol::Detect, |p| p.protocol)
     }
 
     fn route_backend(&mut self, root: Option<(&'a Service, u16)>, b: &RouteBackend) -> Option<Arc<Backend>> {

@@ -1,8 +1,11 @@
-//! `weft-proxy run`: flags, logging, runtime and signal handling.
+//! `weft-proxy run` and `weft-proxy gateway`: flags, logging, runtime and
+//! signal handling.
 
 use super::{Options, start};
 use crate::conf::kube::ConfigMapRef;
 use crate::conf::kube_http::{ApiEndpoint, KubeHttp};
+use crate::gateway::GatewayOptions;
+use crate::gateway::secret::TlsSource;
 use crate::probes::AppProbes;
 use crate::proxy::Settings;
 use crate::proxy::inbound::InboundTarget;
@@ -151,6 +154,27 @@ pub struct RunArgs {
     pub log_json: bool,
 }
 
+/// Flags of `weft-proxy gateway`: those of `run`, plus where listener
+/// certificates come from when not from the API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Directory of listener certificates `<name>.crt` / `<name>.key` (PEM),
+    /// polled for changes, instead of the TLS Secret through the API.
+    #[arg(long, env = "WEFT_GATEWAY_TLS_DIR")]
+    pub gateway_tls_dir: Option<PathBuf>,
+}
+
+/// Which proxy a command starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The sidecar: transparent listeners.
+    Sidecar,
+    /// The ingress gateway: the config's listener ports, no transparent listeners.
+    Gateway,
+}
+
 /// How long a served HTTP/2 connection may leave a keep-alive PING unanswered.
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -255,6 +279,31 @@ fn kube_source(args: &RunArgs) -> anyhow::Result<Option<(KubeHttp, ConfigMapRef)
 }
 
 fn options(args: &RunArgs) -> anyhow::Result<Options> {
+    options_for(args, Mode::Sidecar)
+}
+
+/// The options of `weft-proxy gateway`.
+fn gateway_options(args: &GatewayArgs) -> anyhow::Result<Options> {
+    let mut opts = options_for(&args.run, Mode::Gateway)?;
+    let tls = match (&args.gateway_tls_dir, &opts.kube) {
+        (Some(dir), _) => TlsSource::Dir(
+            dir.clone(),
+            Duration::from_millis(args.run.config_poll_ms.max(10)),
+        ),
+        (None, Some((http, cm))) => TlsSource::Api {
+            http: http.clone(),
+            namespace: cm.namespace.clone(),
+        },
+        (None, None) => TlsSource::None,
+    };
+    opts.gateway = Some(GatewayOptions {
+        bind: args.run.bind,
+        tls,
+    });
+    Ok(opts)
+}
+
+fn options_for(args: &RunArgs, mode: Mode) -> anyhow::Result<Options> {
     let settings = Settings {
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
         response_timeout: (args.response_timeout_ms > 0)
@@ -287,7 +336,7 @@ fn options(args: &RunArgs) -> anyhow::Result<Options> {
         ..Options::default()
     };
     let explicit = args.listen.is_some() || !args.outbound_map.is_empty() || !args.inbound_map.is_empty();
-    if !explicit || args.transparent {
+    if mode == Mode::Sidecar && (!explicit || args.transparent) {
         opts.outbound
             .push((SocketAddr::new(args.bind, args.outbound_port), OrigDst::Kernel));
         opts.inbound.push((
@@ -363,23 +412,36 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
     let opts = options(&args)?;
-    let runtime = if args.workers <= 1 {
+    serve(&args, opts)
+}
+
+/// Runs the ingress gateway until SIGTERM/SIGINT, then drains.
+pub fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    init_logging(args.run.log_json);
+    let opts = gateway_options(&args)?;
+    serve(&args.run, opts)
+}
+
+fn serve(args: &RunArgs, opts: Options) -> anyhow::Result<()> {
+    let workers = args.workers;
+    let grace = args.drain_grace_s;
+    let runtime = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.workers)
+            .worker_threads(workers)
             .enable_all()
             .build()?
     };
     runtime.block_on(async move {
         let running = start(opts).await.context("starting listeners")?;
         tracing::info!(outbound = ?running.outbound_addrs, inbound = ?running.inbound_addrs,
-            admin = ?running.admin_addr, workers = args.workers, "weft-proxy running");
+            admin = ?running.admin_addr, workers, gateway = running.gateway.is_some(), "weft-proxy running");
         let sig = wait_for_signal().await?;
-        tracing::info!(signal = sig, grace_s = args.drain_grace_s, "draining");
-        let left = running.shutdown(Duration::from_secs(args.drain_grace_s)).await;
+        tracing::info!(signal = sig, grace_s = grace, "draining");
+        let left = running.shutdown(Duration::from_secs(grace)).await;
         tracing::info!(open_connections = left, "stopped");
         Ok(())
     })
@@ -406,6 +468,31 @@ mod tests {
         ];
         argv.extend_from_slice(args);
         options(&Cli::parse_from(argv).run).unwrap().settings.tunnels
+    }
+
+    #[derive(Debug, Parser)]
+    struct GwCli {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    }
+
+    #[test]
+    fn gateway_mode_binds_no_transparent_listeners() {
+        let argv = [
+            "weft-proxy",
+            "--config",
+            "/tmp/c.json",
+            "--gateway-tls-dir",
+            "/tmp/tls",
+        ];
+        let opts = gateway_options(&GwCli::parse_from(argv).gateway).unwrap();
+        assert!(opts.outbound.is_empty() && opts.inbound.is_empty());
+        assert!(opts.admin.is_some());
+        let gw = opts.gateway.unwrap();
+        assert!(matches!(gw.tls, TlsSource::Dir(ref d, _) if d.as_os_str() == "/tmp/tls"));
+        let sidecar = options(&Cli::parse_from(["weft-proxy", "--config", "/tmp/c.json"]).run).unwrap();
+        assert_eq!((sidecar.outbound.len(), sidecar.inbound.len()), (1, 1));
+        assert!(sidecar.gateway.is_none());
     }
 
     #[test]

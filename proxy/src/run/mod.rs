@@ -1,5 +1,6 @@
 //! Assembling and starting a proxy: listeners, config sources and admin, on
-//! the current tokio runtime. Used by `weft-proxy run` and by tests, which
+//! the current tokio runtime. Used by `weft-proxy run`, `weft-proxy gateway`
+//! (no transparent listeners, [`Options::gateway`] set) and by tests, which
 //! start several proxies on loopback with explicit listeners.
 
 pub mod cli;
@@ -9,6 +10,7 @@ use crate::conf::kube::{ConfigMapRef, watch_configmap};
 use crate::conf::kube_http::KubeHttp;
 use crate::conf::{ConfigStore, file::watch_file};
 use crate::drain::Drain;
+use crate::gateway::{Gateway, GatewayOptions};
 use crate::metrics::Metrics;
 use crate::net::self_guard::SelfGuard;
 use crate::probes::AppProbes;
@@ -61,6 +63,10 @@ pub struct Options {
     pub connector: Option<Arc<dyn Connector>>,
     /// Override of inbound security (default: mTLS termination + SMI authorization).
     pub inbound_security: Option<Arc<dyn InboundSecurity>>,
+    /// Gateway mode: serve the config's gateway listeners. The transparent
+    /// listeners are whatever [`Self::outbound`] / [`Self::inbound`] list
+    /// (`weft-proxy gateway` lists none).
+    pub gateway: Option<GatewayOptions>,
 }
 
 /// A started proxy.
@@ -78,6 +84,8 @@ pub struct Running {
     pub identity: Option<Arc<IdentityStore>>,
     /// State every connection shares (config, connectors, settings, drain).
     pub shared: Arc<Shared>,
+    /// Gateway mode: the bound listener ports and certificates.
+    pub gateway: Option<Arc<Gateway>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -190,6 +198,11 @@ pub async fn start(opts: Options) -> io::Result<Running> {
             drain.watcher(),
         )));
     }
+    let gateway = opts.gateway.map(|g| {
+        let (gw, t) = crate::gateway::start(&shared, &readiness, g);
+        tasks.extend(t);
+        gw
+    });
     if let Some((http, cm)) = opts.kube {
         tasks.push(tokio::spawn(watch_configmap(
             Arc::clone(&store),
@@ -208,6 +221,7 @@ pub async fn start(opts: Options) -> io::Result<Running> {
         admin_addr,
         identity,
         shared,
+        gateway,
         tasks,
     })
 }

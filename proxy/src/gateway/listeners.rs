@@ -1,0 +1,291 @@
+//! The bound gateway ports, reconciled with every applied config: the ports of
+//! its `Http` / `Https` listeners are bound (new ones), closed (removed ones)
+//! or kept (the rest; established connections on a closed port finish).
+//! Accept loops hold no config: each connection looks up its port's current
+//! listeners (plaintext or TLS) and each request the current route table, so
+//! route and certificate changes apply without rebinding. `Tcp` / `Tls`
+//! listeners are not served yet (logged, not bound).
+
+use super::tls::{CertStore, SniResolver, server_config};
+use crate::net::detect::{Detected, detect};
+use crate::net::rewind::Rewind;
+use crate::proxy::Proto;
+use crate::proxy::Shared;
+use crate::proxy::http::{ConnCtx, Side, serve};
+use crate::tls::identity::{ALPN_H2, ALPN_HTTP1};
+use rustls::ServerConfig;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use weft_proxy_config::{GatewayConfig, GatewayListener, ListenerProtocol};
+
+/// How a port is served, from the protocol of its first HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    Http,
+    Https,
+}
+
+/// The ports a config serves, and the listeners it has that are not served.
+pub fn wanted_ports(gw: Option<&GatewayConfig>) -> (BTreeMap<u16, PortKind>, Vec<&GatewayListener>) {
+    let mut ports = BTreeMap::new();
+    let mut unserved = Vec::new();
+    for l in gw.iter().flat_map(|g| &g.listeners) {
+        let kind = match l.protocol {
+            ListenerProtocol::Http => PortKind::Http,
+            ListenerProtocol::Https => PortKind::Https,
+            ListenerProtocol::Tcp | ListenerProtocol::Tls => {
+                unserved.push(l);
+                continue;
+            }
+        };
+        ports.entry(l.port).or_insert(kind);
+    }
+    (ports, unserved)
+}
+
+/// What to change to serve `wanted` when `bound` are bound.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub bind: Vec<u16>,
+    pub close: Vec<u16>,
+    pub keep: Vec<u16>,
+}
+
+/// The reconcile plan (each list ascending).
+pub fn plan(bound: &BTreeSet<u16>, wanted: &BTreeSet<u16>) -> Plan {
+    Plan {
+        bind: wanted.difference(bound).copied().collect(),
+        close: bound.difference(wanted).copied().collect(),
+        keep: bound.intersection(wanted).copied().collect(),
+    }
+}
+
+/// The kind a port has in the current config (`None`: not a served port any more).
+fn current_kind(shared: &Shared, port: u16) -> Option<PortKind> {
+    let snap = shared.store.load()?;
+    wanted_ports(snap.config.gateway.as_ref()).0.get(&port).copied()
+}
+
+/// One bound port; dropping it stops accepting.
+#[derive(Debug)]
+struct BoundPort {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for BoundPort {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The bound ports of a gateway.
+#[derive(Debug)]
+pub struct Listeners {
+    shared: Arc<Shared>,
+    certs: Arc<CertStore>,
+    bind: IpAddr,
+    bound: BTreeMap<u16, BoundPort>,
+    /// Ports whose last bind failed, with the error (logged once per error).
+    failed: BTreeMap<u16, String>,
+    /// Stream listeners already warned about (`name:port`).
+    warned: BTreeSet<String>,
+}
+
+impl Listeners {
+    pub fn new(shared: Arc<Shared>, certs: Arc<CertStore>, bind: IpAddr) -> Self {
+        Self {
+            shared,
+            certs,
+            bind,
+            bound: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            warned: BTreeSet::new(),
+        }
+    }
+
+    /// The bound addresses, by port.
+    pub fn addrs(&self) -> BTreeMap<u16, SocketAddr> {
+        self.bound.iter().map(|(p, b)| (*p, b.addr)).collect()
+    }
+
+    /// Binds and closes ports for `gw`; `true` when every wanted port is bound.
+    pub async fn reconcile(&mut self, gw: Option<&GatewayConfig>) -> bool {
+        let (wanted, unserved) = wanted_ports(gw);
+        for l in unserved {
+            if !self.warned.insert(format!("{}:{}", l.name, l.port)) {
+                continue;
+            }
+            tracing::warn!(listener = %l.name, port = l.port, protocol = ?l.protocol,
+                "gateway TCP/TLS stream listeners are not served yet; listener ignored");
+        }
+        let bound: BTreeSet<u16> = self.bound.keys().copied().collect();
+        let want: BTreeSet<u16> = wanted.keys().copied().collect();
+        let p = plan(&bound, &want);
+        for port in &p.close {
+            self.bound.remove(port);
+            tracing::info!(port, "gateway listener port closed");
+        }
+        self.failed.retain(|port, _| want.contains(port));
+        for port in p.bind {
+            match self.bind_port(port).await {
+                Ok(b) => {
+                    tracing::info!(port, addr = %b.addr, kind = ?wanted.get(&port), "gateway listener port bound");
+                    self.failed.remove(&port);
+                    self.bound.insert(port, b);
+                }
+                Err(error) => {
+                    let msg = error.to_string();
+                    if self.failed.get(&port) != Some(&msg) {
+                        tracing::error!(port, bind = %self.bind, %error, "cannot bind gateway listener port; not ready");
+                    }
+                    self.failed.insert(port, msg);
+                }
+            }
+        }
+        self.failed.is_empty()
+    }
+
+    async fn bind_port(&self, port: u16) -> std::io::Result<BoundPort> {
+        let listener = TcpListener::bind(SocketAddr::new(self.bind, port)).await?;
+        let addr = listener.local_addr()?;
+        let resolver = SniResolver {
+            port,
+            store: Arc::clone(&self.shared.store),
+            certs: Arc::clone(&self.certs),
+        };
+        let tls = server_config(resolver).map_err(std::io::Error::other)?;
+        let task = tokio::spawn(crate::proxy::accept::accept_loop(
+            listener,
+            Arc::clone(&self.shared),
+            "gateway",
+            move |shared, stream, peer, _local| connection(shared, Arc::clone(&tls), port, stream, peer),
+        ));
+        Ok(BoundPort { addr, task })
+    }
+}
+
+/// Serves HTTP on `io` as gateway port `port`, detecting the version when not known.
+async fn serve_http<I>(
+    shared: Arc<Shared>,
+    port: u16,
+    tls: bool,
+    proto: Option<Proto>,
+    mut io: I,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (proto, buf) = match proto {
+        Some(p) => (p, bytes::BytesMut::new()),
+        None => match detect(&mut io, shared.settings.detect_timeout).await {
+            Ok((Detected::Http2, buf)) => (Proto::Http2, buf),
+            Ok((Detected::NeedMore, buf)) if buf.is_empty() => return,
+            // Anything else is served as HTTP/1: hyper answers garbage with 400.
+            Ok((_, buf)) => (Proto::Http1, buf),
+            Err(error) => {
+                tracing::debug!(%error, %peer, port, "read failed before the first request");
+                return;
+            }
+        },
+    };
+    let ctx = Arc::new(ConnCtx {
+        shared,
+        side: Side::Gateway { port, tls },
+        peer,
+        proto,
+    });
+    serve(ctx, Rewind::new(buf, io)).await;
+}
+
+/// One accepted connection on gateway port `port`.
+async fn connection(
+    shared: Arc<Shared>,
+    tls: Arc<ServerConfig>,
+    port: u16,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    match current_kind(&shared, port) {
+        Some(PortKind::Http) => serve_http(shared, port, false, None, stream, peer).await,
+        Some(PortKind::Https) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let timeout = shared.settings.tls_handshake_timeout;
+            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %peer, port, "gateway TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, port, "gateway TLS handshake timed out");
+                    return;
+                }
+            };
+            let proto = match stream.get_ref().1.alpn_protocol() {
+                Some(p) if p == ALPN_H2 => Some(Proto::Http2),
+                Some(p) if p == ALPN_HTTP1 => Some(Proto::Http1),
+                _ => None,
+            };
+            serve_http(shared, port, true, proto, stream, peer).await;
+        }
+        None => tracing::debug!(port, %peer, "connection on a port no longer served"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plan_binds_new_closes_removed_keeps_the_rest() {
+        let set = |v: &[u16]| v.iter().copied().collect::<BTreeSet<u16>>();
+        assert_eq!(
+            plan(&set(&[80, 443]), &set(&[443, 8080])),
+            Plan {
+                bind: vec![8080],
+                close: vec![80],
+                keep: vec![443]
+            }
+        );
+        assert_eq!(plan(&set(&[]), &set(&[80])).bind, vec![80]);
+        assert_eq!(plan(&set(&[80]), &set(&[])).close, vec![80]);
+        assert_eq!(
+            plan(&set(&[80]), &set(&[80])),
+            Plan {
+                keep: vec![80],
+                ..Plan::default()
+            }
+        );
+    }
+
+    #[test]
+    fn ports_group_listeners_and_skip_streams() {
+        let gw: GatewayConfig = serde_json::from_value(json!({
+            "gateway": "shop/gw", "tlsSecret": "s",
+            "listeners": [
+                {"name": "a", "port": 80, "protocol": "http", "hostname": "a.example"},
+                {"name": "b", "port": 80, "protocol": "http"},
+                {"name": "c", "port": 443, "protocol": "https", "certificates": ["c"]},
+                {"name": "d", "port": 9000, "protocol": "tcp"},
+            ]
+        }))
+        .unwrap();
+        let (ports, unserved) = wanted_ports(Some(&gw));
+        assert_eq!(
+            ports.into_iter().collect::<Vec<_>>(),
+            vec![(80, PortKind::Http), (443, PortKind::Https)]
+        );
+        assert_eq!(
+            unserved.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            vec!["d"]
+        );
+        assert!(wanted_ports(None).0.is_empty());
+    }
+}
