@@ -65,8 +65,10 @@ pub struct ClassEnsurer {
 }
 
 impl ClassEnsurer {
-    const RETRY: Duration = Duration::from_secs(30);
-    const PROBE: Duration = Duration::from_secs(300);
+    /// Retry interval while the CRDs are served.
+    pub const RETRY: Duration = Duration::from_secs(30);
+    /// Retry interval while they look absent.
+    pub const PROBE: Duration = Duration::from_secs(300);
 
     /// `served_at_start`: discovery found the GatewayClass CRD at start.
     pub fn new(served_at_start: bool) -> Self {

@@ -1,5 +1,5 @@
 //! Apply of the ingress gateways: per planned Gateway, the objects of
-//! [`gateway_objects`] (server-side apply through [`Applier::apply_obj`], so a
+//! [`super::gateway_objects`] (server-side apply like every managed object, so a
 //! cached object that already holds the desired content is not written, and an
 //! edit outside weft is restored), in dependency order: ServiceAccount, the
 //! certificate copy Secret with its Role/RoleBinding, Service, Deployment. Objects

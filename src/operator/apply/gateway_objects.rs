@@ -8,7 +8,7 @@
 //! `gateway.networking.k8s.io/gateway-name` and `app.kubernetes.io/managed-by`
 //! (plus weft's own `weft.dev/managed-by`, which selects the operator's caches),
 //! `spec.infrastructure` labels/annotations, and a content hash annotation
-//! ([`objects::ANN_CONFIG_HASH`]) so unchanged content is never written again.
+//! ([`ANN_CONFIG_HASH`]) so unchanged content is never written again.
 //!
 //! The gateway container is the webhook's sidecar ([`containers::sidecar`]) with
 //! the `gateway` subcommand: same image, environment, identity volumes and
