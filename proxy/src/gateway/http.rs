@@ -32,29 +32,30 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 pub enum HostError {
     #[error("the Host header is not valid")]
     Invalid,
-    #[error("the Host header disagrees with the request authority")]
-    Conflict,
+    #[error("more than one Host header")]
+    Repeated,
+    #[error("an HTTP/1.1 request without Host")]
+    Missing,
 }
 
 /// The request's host, lower-case, without port: the URI authority (HTTP/2
-/// `:authority`, absolute-form) or else `Host`; `""` when there is neither.
+/// `:authority`, HTTP/1 absolute-form, which wins over `Host` as RFC 9112
+/// requires) or else `Host`; `""` for an HTTP/1.0 request with neither.
 pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
-    let header = match req.headers().get(HOST) {
-        Some(h) => {
+    let mut values = req.headers().get_all(HOST).iter();
+    let header = match (values.next(), values.next()) {
+        (Some(_), Some(_)) => return Err(HostError::Repeated),
+        (Some(h), None) => {
             let text = h.to_str().map_err(|_| HostError::Invalid)?;
             Some(Authority::try_from(text).map_err(|_| HostError::Invalid)?)
         }
-        None => None,
+        (None, _) => None,
     };
-    let authority = req.uri().authority();
-    if req.version() <= Version::HTTP_11
-        && let (Some(a), Some(h)) = (authority, &header)
-        && !a.host().eq_ignore_ascii_case(h.host())
-    {
-        return Err(HostError::Conflict);
+    let authority = req.uri().authority().or(header.as_ref());
+    if authority.is_none() && req.version() == Version::HTTP_11 {
+        return Err(HostError::Missing);
     }
     let host = authority
-        .or(header.as_ref())
         .map(|a| a.host().to_ascii_lowercase())
         .unwrap_or_default();
     Ok(host.trim_end_matches('.').to_string())
@@ -139,7 +140,21 @@ pub fn translate(req: &mut Request<Body>, down: Proto, up: Proto, host: &str) {
             req.headers_mut().remove(HOST);
             *req.version_mut() = Version::HTTP_2;
         }
-        _ => {}
+        (Proto::Http1, Proto::Http1) => {
+            // Absolute-form goes on in origin-form, its authority as `Host`.
+            if let Some(a) = req.uri().authority().cloned() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    req.headers_mut().insert(HOST, v);
+                }
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                *req.uri_mut() = Uri::from(pq);
+            }
+        }
+        (Proto::Http2, Proto::Http2) => {}
     }
 }
 
@@ -218,13 +233,20 @@ mod tests {
             request_host(&req("http://a.example/x", None)).unwrap(),
             "a.example"
         );
-        assert_eq!(request_host(&req("/", None)).unwrap(), "");
+        let mut old = req("/", None);
+        *old.version_mut() = Version::HTTP_10;
+        assert_eq!(request_host(&old).unwrap(), "");
         assert_eq!(request_host(&req("/", Some("[::1]:80"))).unwrap(), "[::1]");
         assert_eq!(request_host(&req("/", Some("bad host"))), Err(HostError::Invalid));
         assert_eq!(
-            request_host(&req("http://a.example/x", Some("b.example"))),
-            Err(HostError::Conflict)
+            request_host(&req("http://a.example/x", Some("b.example"))).unwrap(),
+            "a.example"
         );
+        let mut two = req("/", Some("a.example"));
+        two.headers_mut()
+            .append(HOST, HeaderValue::from_static("b.example"));
+        assert_eq!(request_host(&two), Err(HostError::Repeated));
+        assert_eq!(request_host(&req("/", None)), Err(HostError::Missing));
     }
 
     #[test]
@@ -268,6 +290,13 @@ mod tests {
         assert_eq!(r.uri(), "/a?b=1");
         assert_eq!(r.headers()[HOST], "shop.example.test");
         assert_eq!(r.version(), Version::HTTP_11);
+
+        let mut r = req("http://a.example/p?q", Some("b.example"));
+        translate(&mut r, Proto::Http1, Proto::Http1, "a.example");
+        assert_eq!(
+            (r.uri().to_string(), &r.headers()[HOST]),
+            ("/p?q".to_string(), &HeaderValue::from_static("a.example"))
+        );
 
         let mut r = req("/x", Some("web.example:8080"));
         translate(&mut r, Proto::Http1, Proto::Http2, "web.example");

@@ -182,9 +182,11 @@ async fn serve_http<I>(
 {
     let (proto, buf) = match proto {
         Some(p) => (p, bytes::BytesMut::new()),
-        None => match detect(&mut io, shared.settings.detect_timeout).await {
+        // Clients may open connections before they need them (preconnect): wait
+        // for the first bytes as long as for a request head.
+        None => match detect(&mut io, shared.settings.header_read_timeout).await {
             Ok((Detected::Http2, buf)) => (Proto::Http2, buf),
-            Ok((Detected::NeedMore, buf)) if buf.is_empty() => return,
+            Ok((_, buf)) if buf.is_empty() => return,
             // Anything else is served as HTTP/1: hyper answers garbage with 400.
             Ok((_, buf)) => (Proto::Http1, buf),
             Err(error) => {
