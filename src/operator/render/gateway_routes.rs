@@ -183,8 +183,11 @@ pub fn build(
     out
 }
 
+/// Listeners a parentRef attaches to, each with the entry hostnames on it.
+type Selected<'a> = Vec<(&'a ListenerView, Vec<String>)>;
+
 /// The listeners of Gateway `gw` a parentRef attaches to, with the entry
-/// hostnames on each, or why none.
+/// hostnames on each, or why none (reason, message).
 fn select<'a>(
     state: &ClusterState,
     route: &GammaRoute,
@@ -192,7 +195,7 @@ fn select<'a>(
     gw: &str,
     hostnames: &[String],
     listeners: &[&'a ListenerView],
-) -> Result<Vec<(&'a ListenerView, Vec<String>)>, (&'static str, String)> {
+) -> Result<Selected<'a>, (&'static str, String)> {
     let port = pref.port.and_then(|p| u16::try_from(p).ok());
     let candidates: Vec<&ListenerView> = listeners
         .iter()

@@ -312,3 +312,28 @@ fn in_permissive_mode_the_gateway_config_references_the_catalog() {
         "podinfo"
     );
 }
+
+#[test]
+fn callers_reach_the_gateway_service_without_mtls() {
+    let mut st = world();
+    let gw_sa = gateway_object_name("web");
+    st.meshed_pods
+        .push(super::tests::pod("gw-1", &gw_sa, "198.18.7.7", &[]));
+    st.services
+        .push(super::tests::svc(&gw_sa, "198.19.7.7", &[("l-80", 80)]));
+    st.endpoint_slices.push(super::tests::slice(
+        &gw_sa,
+        ("l-80", 80),
+        &[("gw-1", "198.18.7.7", true)],
+    ));
+    let out = render(&st);
+    // The gateway still gets its config (it is a meshed caller) ...
+    assert!(out.configs.contains_key(&(NS.to_string(), gw_sa.clone())));
+    // ... but its endpoints carry no identity: its listeners are not mTLS.
+    let cfg = &out.configs[&super::tests::id("podinfo")].config;
+    let front = &cfg.services[&format!("{NS}/{gw_sa}")];
+    assert!(
+        front.ports[0].endpoints.iter().all(|e| e.identity.is_none()),
+        "{front:?}"
+    );
+}

@@ -4,7 +4,7 @@
 //! scoping are applied.
 
 use crate::operator::state::{ClusterState, PodInfo, ServiceInfo, SliceInfo, spiffe_id};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use weft_proxy_config::{Endpoint, LoadBalancer, Protocol, Service, ServicePort};
 
@@ -33,14 +33,25 @@ impl<'a> Index<'a> {
             .iter()
             .map(|s| (svc_key(&s.namespace, &s.name), s))
             .collect();
-        let pods = state
-            .meshed_pods
+        // A gateway pod is meshed as a caller only: it has no inbound mTLS
+        // listener, so its endpoints carry no identity and callers reach its
+        // listeners as they are (plaintext HTTP or their own TLS).
+        let gateway_ids: HashSet<(&str, String)> = state
+            .gateway
+            .gateways
             .iter()
+            .map(|g| (g.namespace.as_str(), super::gateway::gateway_object_name(&g.name)))
+            .collect();
+        let mesh_side = || {
+            state
+                .meshed_pods
+                .iter()
+                .filter(|p| !gateway_ids.contains(&(p.namespace.as_str(), p.service_account.clone())))
+        };
+        let pods = mesh_side()
             .map(|p| ((p.namespace.as_str(), p.name.as_str()), p))
             .collect();
-        let pods_by_ip = state
-            .meshed_pods
-            .iter()
+        let pods_by_ip = mesh_side()
             .flat_map(|p| p.ips.iter().map(move |ip| (*ip, p)))
             .collect();
         let mut slices: HashMap<(&str, &str), Vec<&SliceInfo>> = HashMap::new();
