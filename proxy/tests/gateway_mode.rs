@@ -18,17 +18,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use support::gateway::*;
 use support::*;
 use tokio::net::TcpStream;
-use weft_proxy::gateway::GatewayOptions;
-use weft_proxy::gateway::secret::TlsSource;
-use weft_proxy::run::{Options, Running, start};
-
-const SHOP: &str = "shop.example.test";
 
 /// A backend echoing request headers as `x-req-<name>` and the HTTP version as `x-seen-version`.
 async fn echo(name: &'static str) -> Server {
@@ -49,14 +44,6 @@ async fn echo(name: &'static str) -> Server {
         r.body(Full::new(Bytes::from(name)).boxed()).unwrap()
     })
     .await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn prefix(p: &str) -> Value {
@@ -92,42 +79,6 @@ fn gateway_config(web: SocketAddr, shop: SocketAddr, listeners: Vec<Value>) -> S
     .unwrap();
     cfg["gateway"] = json!({"gateway": "test/gw", "tlsSecret": "gw-tls", "listeners": listeners});
     cfg.to_string()
-}
-
-/// Writes a self-signed certificate for `SHOP` as `shop.crt` / `shop.key`; returns its DER.
-fn write_cert(dir: &Path) -> CertificateDer<'static> {
-    let c = rcgen::generate_simple_self_signed(vec![SHOP.to_string()]).unwrap();
-    std::fs::write(dir.join("shop.crt"), c.cert.pem()).unwrap();
-    std::fs::write(dir.join("shop.key"), c.signing_key.serialize_pem()).unwrap();
-    c.cert.der().clone()
-}
-
-async fn gateway(cfg_path: &Path, tls_dir: &Path) -> Running {
-    let opts = Options {
-        settings: test_settings(),
-        admin: Some("127.0.0.1:0".parse().unwrap()),
-        config_file: Some((cfg_path.to_path_buf(), Duration::from_millis(50))),
-        gateway: Some(GatewayOptions {
-            bind: "127.0.0.1".parse().unwrap(),
-            tls: TlsSource::Dir(tls_dir.to_path_buf(), Duration::from_millis(50)),
-        }),
-        ..Options::default()
-    };
-    start(opts).await.unwrap()
-}
-
-async fn ready(admin: SocketAddr) -> u16 {
-    get(&h1_client(), admin, "/ready", &[]).await.0
-}
-
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 /// One HTTPS request with SNI `SHOP` over HTTP/1.1 or HTTP/2 (ALPN); returns status and headers.

@@ -1,10 +1,10 @@
 //! The bound gateway ports, reconciled with every applied config: the ports of
-//! its `Http` / `Https` listeners are bound (new ones), closed (removed ones)
+//! its listeners are bound (new ones), closed (removed ones)
 //! or kept (the rest; established connections on a closed port finish).
 //! Accept loops hold no config: each connection looks up its port's current
 //! listeners (plaintext or TLS) and each request the current route table, so
 //! route and certificate changes apply without rebinding. `Tcp` / `Tls`
-//! listeners are not served yet (logged, not bound).
+//! ports are served by [`super::stream`].
 
 use super::tls::{CertStore, SniResolver, server_config};
 use crate::net::detect::{Detected, detect};
@@ -20,31 +20,20 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use weft_proxy_config::{GatewayConfig, GatewayListener, ListenerProtocol};
+use weft_proxy_config::{GatewayConfig, ListenerProtocol};
 
-/// How a port is served, from the protocol of its first HTTP listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortKind {
-    Http,
-    Https,
-}
-
-/// The ports a config serves, and the listeners it has that are not served.
-pub fn wanted_ports(gw: Option<&GatewayConfig>) -> (BTreeMap<u16, PortKind>, Vec<&GatewayListener>) {
+/// How each port is served: the protocol of its first listener (the operator
+/// does not put conflicting protocols on one port).
+pub fn wanted_ports(gw: Option<&GatewayConfig>) -> BTreeMap<u16, ListenerProtocol> {
     let mut ports = BTreeMap::new();
-    let mut unserved = Vec::new();
     for l in gw.iter().flat_map(|g| &g.listeners) {
-        let kind = match l.protocol {
-            ListenerProtocol::Http => PortKind::Http,
-            ListenerProtocol::Https => PortKind::Https,
-            ListenerProtocol::Tcp | ListenerProtocol::Tls => {
-                unserved.push(l);
-                continue;
-            }
-        };
-        ports.entry(l.port).or_insert(kind);
+        let kind = ports.entry(l.port).or_insert(l.protocol);
+        if *kind != l.protocol {
+            tracing::debug!(listener = %l.name, port = l.port, protocol = ?l.protocol, served_as = ?kind,
+                "listener protocol differs from the port's first listener");
+        }
     }
-    (ports, unserved)
+    ports
 }
 
 /// What to change to serve `wanted` when `bound` are bound.
@@ -65,9 +54,9 @@ pub fn plan(bound: &BTreeSet<u16>, wanted: &BTreeSet<u16>) -> Plan {
 }
 
 /// The kind a port has in the current config (`None`: not a served port any more).
-fn current_kind(shared: &Shared, port: u16) -> Option<PortKind> {
+fn current_kind(shared: &Shared, port: u16) -> Option<ListenerProtocol> {
     let snap = shared.store.load()?;
-    wanted_ports(snap.config.gateway.as_ref()).0.get(&port).copied()
+    wanted_ports(snap.config.gateway.as_ref()).get(&port).copied()
 }
 
 /// One bound port; dropping it stops accepting.
@@ -92,8 +81,6 @@ pub struct Listeners {
     bound: BTreeMap<u16, BoundPort>,
     /// Ports whose last bind failed, with the error (logged once per error).
     failed: BTreeMap<u16, String>,
-    /// Stream listeners already warned about (`name:port`).
-    warned: BTreeSet<String>,
 }
 
 impl Listeners {
@@ -104,7 +91,6 @@ impl Listeners {
             bind,
             bound: BTreeMap::new(),
             failed: BTreeMap::new(),
-            warned: BTreeSet::new(),
         }
     }
 
@@ -115,14 +101,7 @@ impl Listeners {
 
     /// Binds and closes ports for `gw`; `true` when every wanted port is bound.
     pub async fn reconcile(&mut self, gw: Option<&GatewayConfig>) -> bool {
-        let (wanted, unserved) = wanted_ports(gw);
-        for l in unserved {
-            if !self.warned.insert(format!("{}:{}", l.name, l.port)) {
-                continue;
-            }
-            tracing::warn!(listener = %l.name, port = l.port, protocol = ?l.protocol,
-                "gateway TCP/TLS stream listeners are not served yet; listener ignored");
-        }
+        let wanted = wanted_ports(gw);
         let bound: BTreeSet<u16> = self.bound.keys().copied().collect();
         let want: BTreeSet<u16> = wanted.keys().copied().collect();
         let p = plan(&bound, &want);
@@ -214,8 +193,10 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     match current_kind(&shared, port) {
-        Some(PortKind::Http) => serve_http(shared, port, false, None, stream, peer).await,
-        Some(PortKind::Https) => {
+        Some(ListenerProtocol::Http) => serve_http(shared, port, false, None, stream, peer).await,
+        Some(ListenerProtocol::Tcp) => super::stream::serve_tcp(shared, port, stream, peer).await,
+        Some(ListenerProtocol::Tls) => super::stream::serve_tls(shared, tls, port, stream, peer).await,
+        Some(ListenerProtocol::Https) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let timeout = shared.settings.tls_handshake_timeout;
             let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -268,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn ports_group_listeners_and_skip_streams() {
+    fn ports_take_their_first_listeners_protocol() {
         let gw: GatewayConfig = serde_json::from_value(json!({
             "gateway": "shop/gw", "tlsSecret": "s",
             "listeners": [
@@ -279,15 +260,15 @@ mod tests {
             ]
         }))
         .unwrap();
-        let (ports, unserved) = wanted_ports(Some(&gw));
+        let ports = wanted_ports(Some(&gw));
         assert_eq!(
             ports.into_iter().collect::<Vec<_>>(),
-            vec![(80, PortKind::Http), (443, PortKind::Https)]
+            vec![
+                (80, ListenerProtocol::Http),
+                (443, ListenerProtocol::Https),
+                (9000, ListenerProtocol::Tcp)
+            ]
         );
-        assert_eq!(
-            unserved.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
-            vec!["d"]
-        );
-        assert!(wanted_ports(None).0.is_empty());
+        assert!(wanted_ports(None).is_empty());
     }
 }

@@ -6,11 +6,13 @@
 //! certificates of the TLS Secret ([`tls`], [`secret`]) and routes each request
 //! by listener and route ([`http`]) through the outbound policy layer, so mTLS,
 //! retries, breakers and metrics apply as for a sidecar's outbound traffic.
+//! `Tcp` and `Tls` listeners forward whole connections ([`stream`]).
 //! `/ready` waits for [`Gate::Listeners`]: every port of the applied config bound.
 
 pub mod http;
 pub mod listeners;
 pub mod secret;
+pub mod stream;
 pub mod tls;
 
 use crate::proxy::Shared;

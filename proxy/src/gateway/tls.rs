@@ -1,4 +1,4 @@
-//! TLS termination for `Https` gateway listeners: the listener certificates
+//! TLS termination for `Https` (and terminating `Tls`) gateway listeners: the listener certificates
 //! (PEM pairs `<name>.crt` / `<name>.key` from the TLS Secret or a directory),
 //! kept in a [`CertStore`] that keeps the last good version of a certificate
 //! when a new one fails to parse, and an SNI [`ResolvesServerCert`] that picks,
@@ -166,7 +166,7 @@ impl CertStore {
     }
 }
 
-/// The listener of one port's `Https` listeners for `sni`: the most specific
+/// The listener among one port's `Https` (or `Tls`) listeners for `sni`: the most specific
 /// hostname match; without SNI the listener without a hostname, else the first.
 pub fn listener_for_sni<'l>(
     listeners: &[&'l GatewayListener],
@@ -215,7 +215,11 @@ impl SniResolver {
         let listeners: Vec<&GatewayListener> = gw
             .listeners
             .iter()
-            .filter(|l| l.port == self.port && l.protocol == ListenerProtocol::Https)
+            .filter(|l| {
+                l.port == self.port
+                    && matches!(l.protocol, ListenerProtocol::Https | ListenerProtocol::Tls)
+                    && !l.certificates.is_empty()
+            })
             .collect();
         let listener = listener_for_sni(&listeners, sni)?;
         let certs = self.certs.load();

@@ -100,7 +100,16 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, orig: 
 }
 
 async fn opaque(shared: &Shared, route: &PortRoute, io: Rewind<TcpStream>, peer: SocketAddr) {
-    let backend = route.select_tcp();
+    forward_opaque(shared, route.select_tcp(), io, peer).await;
+}
+
+/// Forwards an opaque byte stream to an endpoint of `backend` (connection
+/// limits, outlier detection and TCP metrics apply). Used by the gateway's
+/// stream listeners too.
+pub async fn forward_opaque<I>(shared: &Shared, backend: &crate::routing::Backend, io: I, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let state = backend.policy.state.as_deref();
     let Some(ep) = pick_endpoint(backend, &HeaderMap::new(), peer, &[], Instant::now()) else {
         tracing::debug!(service = %backend.service, "no ready endpoint for tcp connection");

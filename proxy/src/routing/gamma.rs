@@ -432,14 +432,23 @@ impl<'a> Builder<'a> {
         root: Option<(&'a Service, u16)>,
         e: &'a RouteEntry,
     ) -> RuleBackends {
-        let weights: Vec<u64> = e.backends.iter().map(|b| u64::from(b.weight)).collect();
-        let targets = e
-            .backends
+        self.backends_of(root, &e.source, &e.backends)
+    }
+
+    /// The weighted `backends` of the rule `source` (also stream routes' backends).
+    pub(super) fn backends_of(
+        &mut self,
+        root: Option<(&'a Service, u16)>,
+        source: &str,
+        backends: &[RouteBackend],
+    ) -> RuleBackends {
+        let weights: Vec<u64> = backends.iter().map(|b| u64::from(b.weight)).collect();
+        let targets = backends
             .iter()
             .map(|b| RouteTarget {
                 backend: self.route_backend(root, b),
                 protocol: self.backend_protocol(b),
-                headers: HeaderFilters::compile(&e.source, &b.filters),
+                headers: HeaderFilters::compile(source, &b.filters),
             })
             .collect();
         RuleBackends {

@@ -8,7 +8,7 @@
 //! backend service port as the authority).
 
 use super::gamma::{GammaEntry, RouteRequest, RuleBackends};
-use super::table::Builder;
+use super::table::{Backend, Builder};
 use crate::metrics::{HttpMetrics, labels};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,7 +37,36 @@ impl HostEntry {
     }
 }
 
-/// The HTTP routes of one gateway listener.
+/// One compiled stream route (TCPRoute / TLSRoute rule) of a listener.
+#[derive(Debug)]
+pub struct StreamEntry {
+    /// `<kind>/<namespace>/<name>/<rule>`.
+    pub source: Arc<str>,
+    /// Lower-case SNI hostnames; empty = any.
+    hostnames: Vec<String>,
+    rule: RuleBackends,
+}
+
+impl StreamEntry {
+    /// The next backend by weight; `None` when none resolves.
+    pub fn pick(&self) -> Option<Arc<Backend>> {
+        self.rule.pick().and_then(|t| t.backend.clone())
+    }
+
+    fn rank(&self, sni: Option<&str>) -> Option<(u8, usize)> {
+        if self.hostnames.is_empty() {
+            return Some(hostname_rank(None));
+        }
+        let sni = sni?;
+        self.hostnames
+            .iter()
+            .filter(|h| hostname_matches(h, sni))
+            .map(|h| hostname_rank(Some(h)))
+            .max()
+    }
+}
+
+/// The routes of one gateway listener (HTTP entries, or stream routes).
 #[derive(Debug)]
 pub struct ListenerRoutes {
     pub name: Arc<str>,
@@ -45,6 +74,7 @@ pub struct ListenerRoutes {
     /// Requests the gateway answers itself (`404`, redirects, `500`).
     pub http_metrics: Arc<HttpMetrics>,
     entries: Vec<HostEntry>,
+    streams: Vec<StreamEntry>,
 }
 
 impl ListenerRoutes {
@@ -62,6 +92,20 @@ impl ListenerRoutes {
             .filter(|(r, _)| *r == best)
             .map(|(_, e)| &e.entry)
             .find(|e| e.holds(req))
+    }
+
+    /// The stream route for a connection with SNI `sni` (lower-case; `None`
+    /// for TCP): the one whose hostname matches most specifically, first in order.
+    pub fn find_stream(&self, sni: Option<&str>) -> Option<&StreamEntry> {
+        let mut best: Option<((u8, usize), &StreamEntry)> = None;
+        for s in &self.streams {
+            if let Some(r) = s.rank(sni)
+                && best.is_none_or(|(b, _)| r > b)
+            {
+                best = Some((r, s));
+            }
+        }
+        best.map(|(_, s)| s)
     }
 
     /// Number of entries (for logs and tests).
@@ -112,6 +156,15 @@ impl<'a> Builder<'a> {
                     entry: self.gamma_entry(e, rule),
                 });
             }
+            let streams = l
+                .streams
+                .iter()
+                .map(|s| StreamEntry {
+                    source: Arc::from(s.source.as_str()),
+                    hostnames: s.hostnames.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    rule: self.backends_of(None, &s.source, &s.backends),
+                })
+                .collect();
             let port = l.port.to_string();
             let metrics = self.metrics.http(labels(&[
                 ("direction", "outbound"),
@@ -126,6 +179,7 @@ impl<'a> Builder<'a> {
                     port: l.port,
                     http_metrics: metrics,
                     entries,
+                    streams,
                 }),
             );
         }

@@ -115,3 +115,42 @@ fn no_matching_hostname_and_no_catch_all_is_none() {
     assert_eq!(find(&t, "web", "foo.example.com", "/"), Some("r/exact/0"));
     assert_eq!(find(&t, "web", "bar.example.com", "/"), None);
 }
+
+#[test]
+fn stream_routes_by_most_specific_sni() {
+    let stream = |source: &str, hostnames: &[&str], svc: Option<&str>| {
+        let mut b = json!({"port": 8080, "weight": 1});
+        if let Some(svc) = svc {
+            b["service"] = json!(svc);
+        }
+        json!({"source": source, "hostnames": hostnames, "backends": [b]})
+    };
+    let cfg = config(json!([
+        {"name": "tls", "port": 8443, "protocol": "tls", "streams": [
+            stream("tlsroute/shop/any/0", &[], Some("shop/web")),
+            stream("tlsroute/shop/wild/0", &["*.example.com"], Some("shop/web")),
+            stream("tlsroute/shop/exact/0", &["a.example.com"], None),
+        ]},
+        {"name": "tcp", "port": 9000, "protocol": "tcp", "streams": [stream("tcproute/shop/db/0", &[], Some("shop/web"))]},
+    ]));
+    let t = table(&cfg);
+    let tls = t.gateway_listener("tls").unwrap();
+    let pick = |sni| tls.find_stream(sni).map(|s| &*s.source);
+    assert_eq!(pick(Some("a.example.com")), Some("tlsroute/shop/exact/0"));
+    assert_eq!(pick(Some("b.example.com")), Some("tlsroute/shop/wild/0"));
+    assert_eq!(pick(Some("other.org")), Some("tlsroute/shop/any/0"));
+    assert_eq!(pick(None), Some("tlsroute/shop/any/0"));
+    // The exact route's backend does not resolve: nothing to connect to.
+    assert!(tls.find_stream(Some("a.example.com")).unwrap().pick().is_none());
+    assert_eq!(
+        &*tls
+            .find_stream(Some("b.example.com"))
+            .unwrap()
+            .pick()
+            .unwrap()
+            .service,
+        "shop/web"
+    );
+    let tcp = t.gateway_listener("tcp").unwrap();
+    assert!(tcp.find_stream(None).unwrap().pick().is_some());
+}

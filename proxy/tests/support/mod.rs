@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake;
+pub mod gateway;
 pub mod mesh;
 pub mod pki;
 
