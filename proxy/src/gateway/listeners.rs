@@ -63,12 +63,37 @@ fn current_kind(shared: &Shared, port: u16) -> Option<ListenerProtocol> {
 #[derive(Debug)]
 struct BoundPort {
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    /// The accept loop, and the IPv6 one when bound on every address.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for BoundPort {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `[::]:port` with `IPV6_V6ONLY` (the IPv4 socket has the IPv4 addresses):
+/// the IPv6 half of binding every address; `None` without IPv6.
+fn bind_v6_only(port: u16) -> Option<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let result = (|| {
+        let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+        s.set_only_v6(true)?;
+        s.set_reuse_address(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port).into())?;
+        s.listen(1024)?;
+        TcpListener::from_std(s.into())
+    })();
+    match result {
+        Ok(l) => Some(l),
+        Err(error) => {
+            tracing::debug!(port, %error, "no IPv6 listener for the gateway port");
+            None
+        }
     }
 }
 
@@ -99,7 +124,8 @@ impl Listeners {
         self.bound.iter().map(|(p, b)| (*p, b.addr)).collect()
     }
 
-    /// Binds and closes ports for `gw`; `true` when every wanted port is bound.
+    /// Binds (on the bind address; on every address also IPv6 when the host
+    /// has it) and closes ports for `gw`; `true` when every wanted port is bound.
     pub async fn reconcile(&mut self, gw: Option<&GatewayConfig>) -> bool {
         let wanted = wanted_ports(gw);
         let bound: BTreeSet<u16> = self.bound.keys().copied().collect();
@@ -138,13 +164,24 @@ impl Listeners {
             certs: Arc::clone(&self.certs),
         };
         let tls = server_config(resolver).map_err(std::io::Error::other)?;
-        let task = tokio::spawn(crate::proxy::accept::accept_loop(
-            listener,
-            Arc::clone(&self.shared),
-            "gateway",
-            move |shared, stream, peer, _local| connection(shared, Arc::clone(&tls), port, stream, peer),
-        ));
-        Ok(BoundPort { addr, task })
+        let v6 = (self.bind == IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+            .then(|| bind_v6_only(port))
+            .flatten();
+        let tasks = std::iter::once(listener)
+            .chain(v6)
+            .map(|l| {
+                let tls = Arc::clone(&tls);
+                tokio::spawn(crate::proxy::accept::accept_loop(
+                    l,
+                    Arc::clone(&self.shared),
+                    "gateway",
+                    move |shared, stream, peer, _local| {
+                        connection(shared, Arc::clone(&tls), port, stream, peer)
+                    },
+                ))
+            })
+            .collect();
+        Ok(BoundPort { addr, tasks })
     }
 }
 
@@ -246,6 +283,20 @@ mod tests {
                 ..Plan::default()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn ipv6_half_binds_beside_the_ipv4_socket() {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            return; // no IPv6 on this host
+        }
+        let v4 = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let v6 = bind_v6_only(port).expect("v6-only socket beside the IPv4 one");
+        assert_eq!(v6.local_addr().unwrap().port(), port);
+        let accept = tokio::spawn(async move { v6.accept().await.map(|(_, peer)| peer.is_ipv6()) });
+        let _c = TcpStream::connect(("::1", port)).await.unwrap();
+        assert!(accept.await.unwrap().unwrap());
     }
 
     #[test]
