@@ -81,6 +81,19 @@ fn gateway_config(web: SocketAddr, shop: SocketAddr, listeners: Vec<Value>) -> S
     cfg.to_string()
 }
 
+/// Writes `raw` on a fresh connection and returns what comes back (until close or 2 s).
+async fn raw_response(addr: SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// One HTTPS request with SNI `SHOP` over HTTP/1.1 or HTTP/2 (ALPN); returns status and headers.
 async fn https_get(
     addr: SocketAddr,
@@ -195,6 +208,18 @@ async fn gateway_mode_routes_terminates_tls_and_follows_the_config() {
         (status, h["x-weft-error"].to_str().unwrap()),
         (400, "bad-request")
     );
+    // Raw malformed requests: garbage, and HTTP/1.1 without Host.
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /app HTTP/1.1\r\nx-env: prod\r\n\r\n",
+    ] {
+        assert!(
+            raw_response(http, raw).await.starts_with("HTTP/1.1 400"),
+            "{raw:?}"
+        );
+    }
+    // The gateway still serves afterwards.
+    assert_eq!(get(&c, http, "/app/page", &www).await.0, 200);
 
     // HTTPS by SNI, HTTP/1.1 and HTTP/2 (translated to the HTTP/1 backend).
     let https: SocketAddr = format!("127.0.0.1:{p_https}").parse().unwrap();
@@ -218,6 +243,8 @@ async fn gateway_mode_routes_terminates_tls_and_follows_the_config() {
     });
     assert!(counted, "{text}");
     assert!(text.contains("gateway_listener=\"www\""), "{text}");
+    let open = format!("listener_connections_open{{side=\"gateway\",port=\"{p_https}\"}}");
+    assert!(text.contains(&open), "{text}");
 
     // A config change adding a listener port binds it; removing it closes it.
     let mut more = listeners.clone();

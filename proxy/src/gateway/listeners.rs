@@ -171,10 +171,11 @@ impl Listeners {
             .chain(v6)
             .map(|l| {
                 let tls = Arc::clone(&tls);
-                tokio::spawn(crate::proxy::accept::accept_loop(
+                tokio::spawn(crate::proxy::accept::accept_loop_on(
                     l,
                     Arc::clone(&self.shared),
                     "gateway",
+                    Some(port),
                     move |shared, stream, peer, _local| {
                         connection(shared, Arc::clone(&tls), port, stream, peer)
                     },

@@ -21,11 +21,30 @@ where
     F: Fn(Arc<Shared>, TcpStream, SocketAddr, Option<SocketAddr>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    accept_loop_on(listener, shared, side, None, handle).await;
+}
+
+/// [`accept_loop`] for one of several listeners of a side, told apart in the
+/// connection metrics by `port` (gateway listener ports).
+pub async fn accept_loop_on<F, Fut>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    side: &'static str,
+    port: Option<u16>,
+    handle: F,
+) where
+    F: Fn(Arc<Shared>, TcpStream, SocketAddr, Option<SocketAddr>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let local = listener.local_addr().ok();
     let mut drain = shared.drain.watcher();
     let max = shared.settings.max_connections;
     let slots = Arc::new(Semaphore::new(max));
-    let labels = crate::metrics::labels(&[("side", side)]);
+    let port_label = port.map(|p| p.to_string());
+    let labels = match &port_label {
+        Some(p) => crate::metrics::labels(&[("side", side), ("port", p)]),
+        None => crate::metrics::labels(&[("side", side)]),
+    };
     let f = &shared.metrics.families;
     let open = f.series(
         "listener_connections_open",
