@@ -67,8 +67,11 @@ fn http_listener(name: &str, port: u16, hostname: &str) -> Value {
 
 fn shop_listener(port: u16) -> Value {
     json!({"name": "shop", "port": port, "protocol": "https", "hostname": SHOP, "certificates": ["shop"],
-        "routes": [{"hostnames": [SHOP], "entry": {"source": "httproute/test/shop/0",
-            "match": {"path": prefix("/")}, "backends": to("test/shop")}}]})
+        "routes": [
+            {"hostnames": [SHOP], "entry": {"source": "httproute/test/shop/1", "match": {"path": prefix("/old")},
+                "filters": [{"kind": "redirect", "spec": {"status": 302, "path": {"kind": "prefix", "value": "/new"}}}]}},
+            {"hostnames": [SHOP], "entry": {"source": "httproute/test/shop/0",
+                "match": {"path": prefix("/")}, "backends": to("test/shop")}}]})
 }
 
 fn gateway_config(web: SocketAddr, shop: SocketAddr, listeners: Vec<Value>) -> String {
@@ -232,6 +235,10 @@ async fn gateway_mode_routes_terminates_tls_and_follows_the_config() {
         assert_eq!(h["x-seen-version"], "HTTP/1.1");
         assert_eq!(h["x-req-host"], SHOP);
     }
+    // A redirect without a scheme keeps https and the listener port.
+    let (status, h) = https_get(https, &root, false, SHOP, "/old/x?q=1").await;
+    assert_eq!(status, 302);
+    assert_eq!(h["location"], format!("https://{SHOP}:{p_https}/new/x?q=1"));
     // SNI is right but the Host matches no listener of the port.
     let (status, h) = https_get(https, &root, false, "other.example.test", "/cart").await;
     assert_eq!((status, h["x-weft-error"].to_str().unwrap()), (404, "no-route"));

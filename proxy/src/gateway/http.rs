@@ -200,6 +200,7 @@ pub async fn handle(
         name: &listener.name,
         port,
         metrics: &routes.http_metrics,
+        scheme: if tls { "https" } else { "http" },
     };
     let routed = match decide_with(&origin, start, &mut req, |view| routes.find(&host, view)) {
         Decision::Answer(resp) => return *resp,

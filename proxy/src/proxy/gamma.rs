@@ -70,6 +70,8 @@ pub struct Origin<'a> {
     /// The dialled service port, or the gateway listener port.
     pub port: u16,
     pub metrics: &'a HttpMetrics,
+    /// The request's scheme: `http`, or `https` on a gateway's TLS listeners.
+    pub scheme: &'static str,
 }
 
 impl<'a> Origin<'a> {
@@ -79,6 +81,7 @@ impl<'a> Origin<'a> {
             name: &route.service,
             port: route.port,
             metrics: &route.root.http_metrics,
+            scheme: "http",
         }
     }
 }
@@ -108,6 +111,7 @@ fn redirect_answer(
         path: &target_path,
         query: req.uri().query(),
         service_port: origin.port,
+        scheme: origin.scheme,
     };
     let loc = location(redirect, &from);
     let metrics = origin.metrics;

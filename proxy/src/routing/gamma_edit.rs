@@ -57,16 +57,18 @@ pub struct RedirectFrom<'r> {
     pub path: &'r str,
     /// Raw query, without `?`.
     pub query: Option<&'r str>,
-    /// The service port the request was dialled to.
+    /// The service port the request was dialled to (gateway: the listener port).
     pub service_port: u16,
+    /// The request's scheme (`http`; `https` on a gateway's TLS listeners).
+    pub scheme: &'r str,
 }
 
 /// The `Location` of `redirect` for `from`, per Gateway API: scheme default
-/// `http`; hostname default the request's; port explicit, else the well-known
+/// the request's; hostname default the request's; port explicit, else the well-known
 /// port of an explicit scheme, else the dialled service port; `:80` with
 /// `http` and `:443` with `https` left out; query kept.
 pub fn location(redirect: &Redirect, from: &RedirectFrom<'_>) -> String {
-    let scheme = redirect.scheme.as_deref().unwrap_or("http");
+    let scheme = redirect.scheme.as_deref().unwrap_or(from.scheme);
     let host = redirect.hostname.as_deref().unwrap_or(from.host);
     let port = match (redirect.port, redirect.scheme.as_deref()) {
         (Some(p), _) => p,

@@ -340,6 +340,7 @@ fn redirect_locations() {
         path: "/a/b",
         query: Some("x=1"),
         service_port,
+        scheme: "http",
     };
     let loc = |r: &Redirect, port| location(r, &from(port));
     // Defaults: http, request host, the dialled port (80 left out).
@@ -377,6 +378,27 @@ fn redirect_locations() {
     assert_eq!(
         loc(&redirect(None, Some("example.org"), None, 308), 80),
         "http://example.org/a/b?x=1"
+    );
+    // A request that came in over TLS (gateway HTTPS listener) keeps its scheme.
+    let tls = RedirectFrom {
+        scheme: "https",
+        ..from(443)
+    };
+    assert_eq!(
+        location(&redirect(None, Some("example.org"), None, 302), &tls),
+        "https://example.org/a/b?x=1"
+    );
+    let tls_8443 = RedirectFrom {
+        scheme: "https",
+        ..from(8443)
+    };
+    assert_eq!(
+        location(&redirect(None, None, None, 302), &tls_8443),
+        "https://cart:8443/a/b?x=1"
+    );
+    assert_eq!(
+        location(&redirect(Some("http"), None, None, 302), &tls_8443),
+        "http://cart/a/b?x=1"
     );
     let no_query = RedirectFrom {
         query: None,
