@@ -12,7 +12,7 @@
 //!
 //! The gateway container is the webhook's sidecar ([`containers::sidecar`]) with
 //! the `gateway` subcommand: same image, environment, identity volumes and
-//! resources, no init container and no iptables (docs/gateway-design.md).
+//! resources, no init container and no iptables (docs/gateway.md).
 
 use crate::api::gateway::GROUP;
 use crate::certs::store::{LABEL_MANAGED_BY, MANAGED_BY};

@@ -4,7 +4,7 @@
 //! for it (ServiceAccount / Deployment / Service `weft-gateway-<name>`, the TLS
 //! Secret copy) and the GatewayClass / Gateway / Listener status. Pure; the
 //! apply side (`operator::apply::gateway*`) writes what this plans. See
-//! docs/gateway-design.md.
+//! docs/gateway.md.
 //!
 //! Representation choices: a listener certificate is named
 //! `<secret-namespace>.<secret-name>` (keys `<name>.crt` / `<name>.key` in the
