@@ -21,4 +21,4 @@ demo: kube-bins deps node-tools gateway-api-crds images ## Build the images, sta
 	$(WEFT_DEMO) --kubeconfig $(DEV_CLUSTER_DIR)/kubeconfig run
 
 e2e: kube-bins deps node-tools images no-dev-cluster ## The node and mesh end-to-end tests on the real node (needs root)
-	$(CARGO) test -p weft-e2e --test node --test node_lifecycle --test mesh --test mesh_resilience --test mesh_traffic --test mesh_gamma -- --test-threads=1
+	$(CARGO) test -p weft-e2e --test node --test node_lifecycle --test mesh --test mesh_resilience --test mesh_traffic --test mesh_gamma --test mesh_gateway -- --test-threads=1

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// The class weft creates.
 pub const CLASS_NAME: &str = "weft";
 
+/// The class description (the CRD allows at most 64 bytes).
+pub const DESCRIPTION: &str = "weft-proxy at the edge of the mesh (docs/gateway.md)";
+
 /// The GatewayClass object weft creates.
 pub fn class_object() -> serde_json::Value {
     serde_json::json!({
@@ -23,7 +26,7 @@ pub fn class_object() -> serde_json::Value {
         },
         "spec": {
             "controllerName": GATEWAY_CONTROLLER_NAME,
-            "description": "weft's ingress gateway: weft-proxy at the edge of the mesh (docs/gateway.md)",
+            "description": DESCRIPTION,
         },
     })
 }
@@ -129,6 +132,10 @@ mod tests {
         assert_eq!(o["spec"]["controllerName"], "weft.dev/gateway");
         assert_eq!(o["metadata"]["name"], "weft");
         assert_eq!(o["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert!(
+            DESCRIPTION.len() <= 64,
+            "spec.description is limited to 64 bytes by the CRD"
+        );
     }
 
     #[test]

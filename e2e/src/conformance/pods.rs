@@ -22,7 +22,7 @@ fn weft_gateway_pod(p: &k8s_openapi::api::core::v1::Pod) -> bool {
     });
     labelled
         && p.spec.iter().flat_map(|s| &s.containers).any(|c| {
-            c.name == "weft-proxy"
+            matches!(c.name.as_str(), "weft-proxy" | "weft-gateway")
                 && c.args
                     .as_ref()
                     .and_then(|a| a.first())

@@ -21,6 +21,8 @@ pub struct Reply {
     pub pod: Option<String>,
     /// Time from the request's start to its last byte, as curl measured it.
     pub took: Option<Duration>,
+    /// The request headers the answering demo app saw (its report's `headers`).
+    pub headers: BTreeMap<String, String>,
     /// The body, trimmed (at most 200 bytes).
     pub body: String,
 }
@@ -49,6 +51,15 @@ pub fn parse_replies(out: &str) -> Vec<Reply> {
                 service: field("service"),
                 pod: field("pod"),
                 took,
+                headers: v
+                    .as_ref()
+                    .and_then(|v| v["headers"].as_object())
+                    .map(|h| {
+                        h.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 body: body.trim().chars().take(200).collect(),
             });
             body.clear();
@@ -274,7 +285,7 @@ mod tests {
 
     #[test]
     fn parses_bodies_statuses_and_failures() {
-        let out = "{\"service\":\"app\",\"version\":\"v2\",\"pod\":\"p\"}\n@@weft-status 200 0.250\n\
+        let out = "{\"service\":\"app\",\"version\":\"v2\",\"pod\":\"p\",\"headers\":{\"x-a\":\"1\"}}\n@@weft-status 200 0.250\n\
                    no healthy upstream\nsecond line\n@@weft-status 503\n\n@@weft-status 000\n";
         let r = parse_replies(out);
         assert_eq!(r.len(), 3);
@@ -282,6 +293,8 @@ mod tests {
         assert_eq!(r[0].service.as_deref(), Some("app"));
         assert_eq!(r[0].pod.as_deref(), Some("p"));
         assert_eq!(r[0].took, Some(Duration::from_millis(250)));
+        assert_eq!(r[0].headers.get("x-a").map(String::as_str), Some("1"));
+        assert!(r[1].headers.is_empty());
         assert_eq!(r[1].took, None);
         assert_eq!((r[1].status, r[1].version.as_deref()), (503, None));
         assert_eq!(r[1].body, "no healthy upstream\nsecond line");
