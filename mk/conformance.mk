@@ -37,7 +37,7 @@ conformance-tools: ## Build the Gateway API conformance suite binary and the ech
 	@$(CARGO) build -q -p weft-image
 	@$(CONFORMANCE_ENV) WEFT_IMAGE_TOOL=$(CONFORMANCE_BIN_DIR)/weft-image e2e/conformance/build.sh
 
-conformance: kube-bins deps node-tools gateway-api-crds images conformance-tools no-dev-cluster ## Run the Gateway API conformance suite (MESH-HTTP + MESH-GRPC; GATEWAY-HTTP with --suite gateway once the ingress gateway exists) against weft on the real node; reports in docs/conformance/
+conformance: kube-bins deps node-tools gateway-api-crds images conformance-tools no-dev-cluster ## Run the Gateway API conformance suite (MESH-HTTP + MESH-GRPC, GATEWAY-HTTP) against weft on the real node; reports in docs/conformance/
 	$(CARGO) build -q -p weft-e2e --bin weft-conformance
 	$(CONFORMANCE_BIN_DIR)/weft-conformance --report-dir $(CONFORMANCE_REPORT_DIR) --log-dir target/conformance $(CONFORMANCE_ARGS)
 

@@ -145,6 +145,7 @@ for ref in $ECHO_BASIC_REFS; do
 done
 pack coredns "--ref registry.k8s.io/coredns/coredns:$CONFORMANCE_COREDNS_VERSION
 --add $out/coredns/coredns=/coredns:0755
+--file-cap /coredns=cap_net_bind_service
 --entrypoint /coredns
 --user 65532:65532
 --label org.opencontainers.image.source=github.com/coredns/coredns@$CONFORMANCE_COREDNS_VERSION

@@ -21,9 +21,8 @@ use weft_e2e::shared;
     about = "Run the Gateway API conformance suite (mesh and gateway profiles) against weft on the real test node"
 )]
 struct Cli {
-    /// Which runs: `mesh`, `gateway` or `all`. The gateway run needs weft's ingress
-    /// gateway, which is not built yet (issue 21): it fails at the harness check.
-    #[arg(long, default_value = "mesh")]
+    /// Which runs: `mesh`, `gateway` or `all`.
+    #[arg(long, default_value = "all")]
     suite: String,
     /// Reports go here as `weft-<version>-<mesh|gateway>-report.yaml`.
     #[arg(long, default_value = "docs/conformance")]

@@ -236,14 +236,18 @@ fn plan_one(
             "spec.addresses cannot be honoured: the gateway's address is its Service's ClusterIP",
         )
     } else if !invalid.is_empty() {
-        cond(
-            false,
-            reason::LISTENERS_NOT_VALID,
+        // Gateway API: still Accepted (reason ListenersNotValid) while one listener is
+        // usable; not Accepted once none is.
+        let some_usable = invalid.len() < listeners.len();
+        let message = if some_usable {
             format!(
-                "listener(s) {} are invalid; the others are served",
+                "invalid listener(s) {}; the others are served",
                 invalid.join(", ")
-            ),
-        )
+            )
+        } else {
+            format!("no valid listener: {} invalid", invalid.join(", "))
+        };
+        cond(some_usable, reason::LISTENERS_NOT_VALID, message)
     } else {
         cond(true, reason::ACCEPTED, "gateway accepted")
     };

@@ -178,6 +178,29 @@ fn unsupported_protocols_and_conflicts_are_reported_and_not_served() {
 }
 
 #[test]
+fn a_gateway_with_one_usable_listener_stays_accepted() {
+    // Conformance GatewayListenerUnsupportedProtocol: Accepted True, reason ListenersNotValid.
+    let mut st = world();
+    st.gateway.gateways[0] = gateway(
+        "web",
+        json!({"gatewayClassName": "weft", "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+            {"name": "invalid", "port": 8080, "protocol": "example.com/unsupported"}
+        ]}),
+    );
+    let out = render(&st);
+    let p = plan_of(&out, "web");
+    assert!(p.accepted.ok, "{:?}", p.accepted);
+    assert_eq!(p.accepted.reason, reason::LISTENERS_NOT_VALID);
+    assert_eq!(
+        listener(p, "invalid").accepted.reason,
+        reason::UNSUPPORTED_PROTOCOL
+    );
+    let served: Vec<&str> = p.config.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(served, ["http"]);
+}
+
+#[test]
 fn certificate_refs_need_a_valid_secret_and_a_grant_across_namespaces() {
     let mut st = world();
     st.gateway

@@ -171,6 +171,8 @@ pub struct Contents {
     pub dirs: Vec<DirSpec>,
     /// `--symlink`.
     pub symlinks: Vec<SymlinkSpec>,
+    /// `--file-cap` (applied to files added by the flags above).
+    pub file_caps: Vec<crate::filecaps::FileCapSpec>,
 }
 
 /// 0755 when any execute bit is set, else 0644.
@@ -241,6 +243,9 @@ impl Contents {
         for t in &self.trees {
             add_tree(&mut layer, &t.host, &t.image_dir)?;
         }
+        for c in &self.file_caps {
+            layer.set_file_caps(&c.path, c.mask)?;
+        }
         Ok(layer)
     }
 }
@@ -298,6 +303,7 @@ mod tests {
             trees: vec![format!("{}=/", root.join("stage").display()).parse().unwrap()],
             dirs: vec!["/tmp:1777".parse().unwrap(), "/usr:0711".parse().unwrap()],
             symlinks: vec!["/bin=usr/bin".parse().unwrap()],
+            file_caps: Vec::new(),
         };
         let layer = contents.to_layer().unwrap();
         let got: Vec<(&str, &Node)> = layer.entries().collect();

@@ -22,6 +22,9 @@ pub enum LayerError {
     /// A path is needed as a directory but something else is there.
     #[error("{0:?} is needed as a directory (a parent of another entry) but is not one")]
     NotADirectory(String),
+    /// File capabilities on something that is not a regular file of the layer.
+    #[error("file capabilities for {0:?}, which is not a regular file of the image")]
+    CapsNotAFile(String),
     /// A mode outside 0..=0o7777.
     #[error("mode {0:o} of {1:?} is not a permission mode (0..=7777 octal)")]
     BadMode(u32, String),
@@ -76,6 +79,8 @@ pub enum Node {
 #[derive(Debug, Clone, Default)]
 pub struct Layer {
     entries: BTreeMap<String, Node>,
+    /// File capabilities (bit masks) of regular files, by the same keys.
+    caps: BTreeMap<String, u64>,
 }
 
 /// Normalises `/usr/bin/x` to the tar path `usr/bin/x`; `/` itself is rejected.
@@ -197,6 +202,19 @@ impl Layer {
         }
     }
 
+    /// Grants the regular file `path` (already added) the capabilities `mask`, permitted
+    /// and effective (see [`crate::filecaps`]).
+    pub fn set_file_caps(&mut self, path: &str, mask: u64) -> Result<(), LayerError> {
+        let rel = tar_path(path)?;
+        match self.entries.get(&rel) {
+            Some(Node::File { .. }) => {
+                self.caps.insert(rel, mask);
+                Ok(())
+            }
+            _ => Err(LayerError::CapsNotAFile(path.to_string())),
+        }
+    }
+
     /// Adds a symbolic link `path -> target`.
     pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<(), LayerError> {
         self.insert(
@@ -227,6 +245,11 @@ impl Layer {
                     h.set_gid(owner.gid);
                     h.set_size(data.len() as u64);
                     h.set_cksum();
+                    if let Some(mask) = self.caps.get(path) {
+                        let value = crate::filecaps::vfs_cap_data(*mask);
+                        tar.append_pax_extensions([(crate::filecaps::PAX_KEY, &value[..])])
+                            .map_err(enc)?;
+                    }
                     tar.append(&h, data.as_slice()).map_err(enc)?;
                 }
                 Node::Dir { mode, owner, .. } => {
@@ -334,6 +357,42 @@ mod tests {
         assert_eq!((conf.2, conf.3, conf.4.as_slice()), (0o600, 2102, &b"k=v\n"[..]));
         assert_eq!(seen[8].1, tar::EntryType::Symlink);
         assert_eq!(sample().content_size(), 12);
+    }
+
+    #[test]
+    fn file_caps_travel_as_a_pax_xattr_record() {
+        let mut l = sample();
+        l.set_file_caps("/usr/local/bin/app", 1 << 10).unwrap();
+        assert!(matches!(
+            l.set_file_caps("/tmp", 1),
+            Err(LayerError::CapsNotAFile(_))
+        ));
+        assert!(l.set_file_caps("/missing", 1).is_err());
+        let bytes = l.to_tar(0).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let mut caps = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for x in exts {
+                    let x = x.unwrap();
+                    caps.push((
+                        path.clone(),
+                        x.key().unwrap().to_string(),
+                        x.value_bytes().to_vec(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(
+            caps,
+            [(
+                "usr/local/bin/app".to_string(),
+                crate::filecaps::PAX_KEY.to_string(),
+                crate::filecaps::vfs_cap_data(1 << 10).to_vec()
+            )]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod catalog;
 pub mod contents;
+pub mod filecaps;
 pub mod image;
 pub mod inspect;
 pub mod layer;

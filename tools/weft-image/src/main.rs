@@ -58,6 +58,10 @@ struct PackArgs {
     /// A symbolic link: `<image-path>=<target>`.
     #[arg(long = "symlink", value_name = "SPEC")]
     symlinks: Vec<SymlinkSpec>,
+    /// File capabilities, as `setcap <caps>=+ep`: `<image-path>=<cap>[,<cap>…]`, e.g.
+    /// `/coredns=cap_net_bind_service` (the path must be added by another flag).
+    #[arg(long = "file-cap", value_name = "SPEC")]
+    file_caps: Vec<weft_image::filecaps::FileCapSpec>,
     /// One element of the entrypoint argv (repeat for more).
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     entrypoint: Vec<String>,
@@ -183,6 +187,7 @@ fn pack(args: PackArgs) -> anyhow::Result<()> {
         trees: args.trees,
         dirs: args.dirs,
         symlinks: args.symlinks,
+        file_caps: args.file_caps,
     };
     let layer = contents.to_layer()?;
     let image = build(&spec, &layer)?;
