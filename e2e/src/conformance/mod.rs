@@ -50,15 +50,16 @@ pub const ALL_FEATURES: &[&str] = &[
 /// MESH-HTTP's core features only: exactly the profile's core tests run.
 pub const CORE_HTTP_FEATURES: &[&str] = &["Mesh", "HTTPRoute"];
 
-/// The gateway profile weft runs.
-pub const GATEWAY_PROFILES: &str = "GATEWAY-HTTP";
+/// The gateway profiles weft runs (HTTP and gRPC routes at the gateway).
+pub const GATEWAY_PROFILES: &str = "GATEWAY-HTTP,GATEWAY-GRPC";
 
-/// The gateway features weft claims: GATEWAY-HTTP's core (Gateway, HTTPRoute,
+/// The gateway features weft claims: the profiles' core (Gateway, HTTPRoute, GRPCRoute,
 /// ReferenceGrant) and the extended features weft's gateway implements
 /// (`pkg/features/{gateway,httproute}.go`).
 pub const GATEWAY_FEATURES: &[&str] = &[
     "Gateway",
     "HTTPRoute",
+    "GRPCRoute",
     "ReferenceGrant",
     "GatewayPort8080",
     "GatewayHTTPListenerIsolation",
@@ -84,7 +85,7 @@ pub const GATEWAY_FEATURES: &[&str] = &[
 ];
 
 /// GATEWAY-HTTP's core features only.
-pub const CORE_GATEWAY_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
+pub const CORE_GATEWAY_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant"];
 
 /// The namespaces the suite's mesh manifests create (`conformance/mesh/manifests.yaml`).
 pub const MESH_NAMESPACES: &[&str] = &["gateway-conformance-mesh", "gateway-conformance-mesh-consumer"];
@@ -270,7 +271,10 @@ mod tests {
             Path::new("/r/gw.yaml"),
         );
         let args = run.args();
-        for want in ["-gateway-class=weft", "-conformance-profiles=GATEWAY-HTTP"] {
+        for want in [
+            "-gateway-class=weft",
+            "-conformance-profiles=GATEWAY-HTTP,GATEWAY-GRPC",
+        ] {
             assert!(args.iter().any(|a| a == want), "{want} missing in {args:?}");
         }
         let features = args
