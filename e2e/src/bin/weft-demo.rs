@@ -119,11 +119,13 @@ async fn install_weft(client: &kube::Client, args: &Args) -> anyhow::Result<()> 
 mod checks;
 #[path = "weft-demo/gamma.rs"]
 mod gamma;
+#[path = "weft-demo/gateway.rs"]
+mod gateway;
 #[path = "weft-demo/traffic.rs"]
 mod traffic;
 
 fn step(n: usize, title: &str) {
-    println!("\n[{n}/13] {title}");
+    println!("\n[{n}/14] {title}");
 }
 
 async fn run(args: &Args) -> anyhow::Result<bool> {
@@ -409,7 +411,13 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         fallback >= 30 && failed <= 30,
     );
 
-    step(12, "Summary");
+    step(
+        12,
+        "Ingress gateway: Bookinfo's productpage from the host through a weft Gateway",
+    );
+    demo.ingress_gateway().await?;
+
+    step(13, "Summary");
     let width = demo.summary.iter().map(|o| o.step.len()).max().unwrap_or(10);
     println!("    {:<width$}  result  measured", "step");
     for o in &demo.summary {
@@ -420,9 +428,9 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             o.measured
         );
     }
-    step(13, "The cluster stays up");
+    step(14, "The cluster stays up");
     say(
-        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,httproute,wretry,wcb,wlb,wfault,wmirror",
+        "kubectl: ~/.cache/weft/kube/v1.34.4/kubectl --kubeconfig .weft/kubeconfig -n bookinfo get pods,ts,tt,gateway,httproute,wretry,wcb,wlb,wfault,wmirror",
     );
     say("stop it with: make dev-cluster-down");
     Ok(demo.summary.iter().all(|o| o.ok))
