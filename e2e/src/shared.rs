@@ -114,3 +114,14 @@ pub fn node_with_images(
     let node = node.as_ref().map_err(|e| Unavailable(e.clone()))?;
     Ok((cp, node))
 }
+
+/// Sends the harness's `tracing` logs to the test's output (filter from `RUST_LOG`, else
+/// `weft_e2e=info`); later calls do nothing.
+pub fn init_test_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "weft_e2e=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

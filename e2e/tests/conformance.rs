@@ -85,12 +85,7 @@ fn mesh_and_gateway_core_conformance() {
         eprintln!("SKIPPED mesh_and_gateway_core_conformance: needs root (the real test node)");
         return;
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "weft_e2e=info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
+    shared::init_test_logging();
     let mut images = vec![tools.echo_image.clone()];
     images.extend(tools.gateway_images.iter().cloned());
     let (cp, node) = shared::node_with_images(images).unwrap();

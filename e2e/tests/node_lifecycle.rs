@@ -20,12 +20,7 @@ use weft_e2e::worker::{NODE_NET, NodeOptions, WorkerNode, binaries, host, images
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn logs() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "weft_e2e=info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
+    weft_e2e::shared::init_test_logging();
 }
 
 fn root() -> bool {

@@ -69,12 +69,7 @@ impl World {
     /// controller runs from its image), creates a labelled namespace and proves the API
     /// server reaches the webhook through its Service.
     pub async fn start(prefix: &str, access: &str, mtls: &str) -> Self {
-        let filter =
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "weft_e2e=info".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
+        shared::init_test_logging();
         let (cp, node): (&'static ControlPlane, &'static WorkerNode) = shared::node().unwrap();
         let client = cp.client().unwrap();
         let began = Instant::now();
