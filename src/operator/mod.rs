@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod controller;
 pub mod gateway_class;
+mod inputs;
 pub mod leader;
 pub mod metrics;
 pub mod render;

@@ -3,6 +3,7 @@
 //! (no transparent listeners, [`Options::gateway`] set) and by tests, which
 //! start several proxies on loopback with explicit listeners.
 
+pub mod args;
 pub mod cli;
 
 use crate::admin::{self, Admin};
