@@ -250,6 +250,25 @@ async fn gateway_mode_routes_terminates_tls_and_follows_the_config() {
     });
     assert!(counted, "{text}");
     assert!(text.contains("gateway_listener=\"www\""), "{text}");
+    // Answers before any listener's routes (unknown host 404, bad Host 400) count per port.
+    let unrouted = |port: u16, code: u16| -> Option<u64> {
+        let series = format!(
+            "response_total{{direction=\"outbound\",gateway_port=\"{port}\",classification=\"success\",status_code=\"{code}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse().ok())
+    };
+    // 404: the unknown host; 400: the bad Host and the HTTP/1.1 request without one.
+    assert_eq!(
+        (
+            unrouted(p_http, 404),
+            unrouted(p_http, 400),
+            unrouted(p_https, 404)
+        ),
+        (Some(1), Some(2), Some(1)),
+        "{text}"
+    );
     let open = format!("listener_connections_open{{side=\"gateway\",port=\"{p_https}\"}}");
     assert!(text.contains(&open), "{text}");
 

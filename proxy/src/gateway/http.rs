@@ -168,15 +168,27 @@ pub async fn handle(
     start: Instant,
     mut req: Request<Body>,
 ) -> Response<Body> {
+    // What the gateway answers before any listener's routes apply (a bad Host, no config
+    // yet, no listener for the host) is counted per port, without a listener label.
+    let unrouted = |e: ProxyError| {
+        let port = port.to_string();
+        let m = shared.metrics.http(crate::metrics::labels(&[
+            ("direction", "outbound"),
+            ("gateway_port", &port),
+        ]));
+        m.request();
+        m.latency(start.elapsed());
+        e.response(Some(&m))
+    };
     let host = match request_host(&req) {
         Ok(h) => h,
         Err(error) => {
             tracing::debug!(%peer, port, %error, "malformed request");
-            return ProxyError::BadRequest.response(None);
+            return unrouted(ProxyError::BadRequest);
         }
     };
     let Some(snap) = shared.store.load() else {
-        return ProxyError::NoRoute.response(None);
+        return unrouted(ProxyError::NoRoute);
     };
     let wanted = if tls {
         ListenerProtocol::Https
@@ -191,10 +203,10 @@ pub async fn handle(
         .filter(|l| l.port == port && l.protocol == wanted);
     let Some(listener) = crate::routing::gateway::select_listener(listeners, &host) else {
         tracing::debug!(port, %host, "no listener for the host");
-        return ProxyError::NoRoute.response(None);
+        return unrouted(ProxyError::NoRoute);
     };
     let Some(routes) = snap.table.gateway_listener(&listener.name) else {
-        return ProxyError::NoRoute.response(None);
+        return unrouted(ProxyError::NoRoute);
     };
     let origin = Origin {
         name: &listener.name,
